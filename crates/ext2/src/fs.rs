@@ -1,0 +1,819 @@
+//! The reader: an ext2 (or ext3, journal ignored) image opened through [`ReadAt`], read by
+//! inode number, the way a FUSE server asks for it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::block_group::GroupDesc;
+use crate::bytes::{le16, le32};
+use crate::dir_entry::{self, DirEntry, NAME_MAX};
+use crate::error::{Corrupt, Error, Unsupported};
+use crate::inode::{self, FileType, Inode};
+use crate::name_cache::{self, NameCache, Names};
+use crate::read_at::ReadAt;
+use crate::superblock::{Superblock, feature};
+use crate::units::{BlockNo, BlockSize, InodeNo};
+
+/// The most entries [`Ext2::file_blocks`] lists (16 Mi, 128 MiB of `Option<BlockNo>`).
+const FILE_BLOCKS_MAX: u64 = 1 << 24;
+
+/// Symlink targets longer than this are refused, whatever the block size (`PATH_MAX`).
+const SYMLINK_MAX: u64 = 4096;
+
+/// An ext2 image, opened for reading.
+///
+/// Everything is read on demand through `R`; only the superblock and the group descriptors
+/// are kept in memory. `Ext2<R>` is `Send + Sync` when `R` is, so one image can serve many
+/// threads.
+pub struct Ext2<R: ReadAt> {
+    reader: R,
+    sb: Superblock,
+    block_size: BlockSize,
+    groups: Vec<GroupDesc>,
+    /// Bytes per inode record.
+    inode_size: u32,
+    /// The first block after the primary superblock, descriptors and reserved descriptors:
+    /// no file block can be below it.
+    data_start: u32,
+    /// Sorted, disjoint `[start, end)` block ranges of bitmaps and inode tables.
+    metadata: Vec<(u32, u32)>,
+    has_filetype: bool,
+    /// Block pointers per indirect block.
+    ptrs_per_block: u64,
+    /// Blocks the block map of one inode can address (12 + p + p² + p³).
+    max_file_blocks: u64,
+    /// The names of large directories.
+    names: NameCache,
+}
+
+impl<R: ReadAt> fmt::Debug for Ext2<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ext2")
+            .field("block_size", &self.block_size)
+            .field("blocks_count", &self.sb.blocks_count)
+            .field("inodes_count", &self.sb.inodes_count)
+            .field("groups", &self.groups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn bad_sb(field: &'static str, value: impl Into<u64>) -> Error {
+    Error::Corrupt(Corrupt::Superblock {
+        field,
+        value: value.into(),
+    })
+}
+
+/// Buffers for the indirect blocks on the way to a data block, one per level, remembering
+/// which block each holds so that walking a file reads each indirect block once.
+#[derive(Debug, Default)]
+struct Scratch {
+    levels: [(Option<u32>, Vec<u8>); 3],
+}
+
+/// A run of logical blocks that are all holes or physically contiguous.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// The first physical block, `None` for holes.
+    start: Option<u32>,
+    /// At least 1.
+    len: u64,
+}
+
+impl<R: ReadAt> Ext2<R> {
+    /// Opens an image: reads and checks the superblock and the group descriptors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] when the superblock or a group descriptor is invalid or the image
+    /// is shorter than the superblock says, [`Error::Unsupported`] for features this reader
+    /// can't read (ext4's `extents` and `64bit`, `meta_bg`, compression, ...),
+    /// [`Error::Io`] when reading fails.
+    pub fn open(reader: R) -> Result<Self, Error> {
+        let size = reader.size();
+        let sb_end = Superblock::OFFSET + Superblock::SIZE as u64;
+        if size < sb_end {
+            return Err(Corrupt::ImageTooSmall {
+                needed: sb_end,
+                size,
+            }
+            .into());
+        }
+        let mut raw = [0u8; Superblock::SIZE];
+        reader.read_exact_at(Superblock::OFFSET, &mut raw)?;
+        let sb = Superblock::from_bytes(&raw)?;
+
+        if sb.rev_level > 1 {
+            return Err(Unsupported::Revision(sb.rev_level).into());
+        }
+        for &(bit, name) in feature::REFUSED_INCOMPAT {
+            if sb.feature_incompat & bit != 0 {
+                return Err(Unsupported::Feature(name).into());
+            }
+        }
+        let unknown = sb.feature_incompat & !feature::READABLE_INCOMPAT;
+        if unknown != 0 {
+            return Err(Unsupported::UnknownIncompat(unknown).into());
+        }
+        let block_size = sb.block_size().ok_or(Unsupported::BlockSize {
+            log: sb.log_block_size,
+        })?;
+        let bs = block_size.get();
+        let bs64 = block_size.get_u64();
+
+        let inode_size = u32::from(sb.inode_record_size());
+        if inode_size < 128 || !inode_size.is_power_of_two() || inode_size > bs {
+            return Err(bad_sb("inode_size", inode_size));
+        }
+        let bits_per_block = bs * 8;
+        if sb.blocks_per_group == 0 || sb.blocks_per_group > bits_per_block {
+            return Err(bad_sb("blocks_per_group", sb.blocks_per_group));
+        }
+        if sb.inodes_per_group == 0 || sb.inodes_per_group > bits_per_block {
+            return Err(bad_sb("inodes_per_group", sb.inodes_per_group));
+        }
+        // The superblock is in block 1 of 1 KiB-block images and in block 0 otherwise.
+        let sb_block: u32 = if bs == 1024 { 1 } else { 0 };
+        if sb.first_data_block != sb_block {
+            return Err(bad_sb("first_data_block", sb.first_data_block));
+        }
+        if sb.blocks_count <= sb.first_data_block {
+            return Err(bad_sb("blocks_count", sb.blocks_count));
+        }
+        let needed = u64::from(sb.blocks_count) * bs64;
+        if needed > size {
+            return Err(Corrupt::ImageTooSmall { needed, size }.into());
+        }
+        let group_count = sb.group_count();
+        if u64::from(sb.inodes_count) != u64::from(sb.inodes_per_group) * u64::from(group_count) {
+            return Err(bad_sb("inodes_count", sb.inodes_count));
+        }
+
+        // Group descriptors, in the blocks after the superblock's.
+        let gdt_bytes = u64::from(group_count) * GroupDesc::SIZE as u64;
+        let gdt_blocks = gdt_bytes.div_ceil(bs64);
+        let reserved_gdt = if sb.has_compat(feature::COMPAT_RESIZE_INODE) {
+            u64::from(le16(
+                &raw,
+                Superblock::RESERVED_GDT_BLOCKS_OFFSET,
+                "superblock",
+            )?)
+        } else {
+            0
+        };
+        let data_start = u64::from(sb_block) + 1 + gdt_blocks + reserved_gdt;
+        if data_start >= u64::from(sb.blocks_count) {
+            return Err(bad_sb("blocks_count", sb.blocks_count));
+        }
+        let data_start = u32::try_from(data_start).map_err(|_| bad_sb("blocks_count", 0u32))?;
+        // Bounded by the image size, checked above.
+        let gdt_len = usize::try_from(gdt_bytes).map_err(|_| bad_sb("blocks_count", 0u32))?;
+        let mut gdt = vec![0u8; gdt_len];
+        reader.read_exact_at((u64::from(sb_block) + 1) * bs64, &mut gdt)?;
+
+        let table_blocks = (u64::from(sb.inodes_per_group) * u64::from(inode_size)).div_ceil(bs64);
+        let mut groups = Vec::with_capacity(gdt_len / GroupDesc::SIZE);
+        let mut metadata = Vec::with_capacity(groups.capacity().saturating_mul(3));
+        for (group, raw_gd) in (0u32..).zip(gdt.chunks_exact(GroupDesc::SIZE)) {
+            let gd = GroupDesc::from_bytes(raw_gd)?;
+            for (field, start, len) in [
+                ("block_bitmap", gd.block_bitmap, 1),
+                ("inode_bitmap", gd.inode_bitmap, 1),
+                ("inode_table", gd.inode_table, table_blocks),
+            ] {
+                let end = u64::from(start) + len;
+                if start < data_start || end > u64::from(sb.blocks_count) {
+                    return Err(Corrupt::GroupDesc {
+                        group,
+                        field,
+                        block: start,
+                    }
+                    .into());
+                }
+                // end <= blocks_count, so it fits
+                metadata.push((start, u32::try_from(end).unwrap_or(u32::MAX)));
+            }
+            groups.push(gd);
+        }
+        metadata.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(metadata.len());
+        for (start, end) in metadata {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+
+        let p = bs64 / 4;
+        Ok(Ext2 {
+            has_filetype: sb.has_incompat(feature::INCOMPAT_FILETYPE),
+            reader,
+            sb,
+            block_size,
+            groups,
+            inode_size,
+            data_start,
+            metadata: merged,
+            ptrs_per_block: p,
+            max_file_blocks: 12 + p + p * p + p * p * p,
+            names: NameCache::default(),
+        })
+    }
+
+    /// The superblock.
+    #[must_use]
+    pub fn superblock(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// The block size.
+    #[must_use]
+    pub fn block_size(&self) -> BlockSize {
+        self.block_size
+    }
+
+    /// The group descriptors.
+    #[must_use]
+    pub fn groups(&self) -> &[GroupDesc] {
+        &self.groups
+    }
+
+    /// The reader the image is read through.
+    #[must_use]
+    pub fn reader(&self) -> &R {
+        &self.reader
+    }
+
+    /// Reads inode `ino`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchInode`] for 0 and numbers past `s_inodes_count`; [`Error::Io`].
+    pub fn inode(&self, ino: InodeNo) -> Result<Inode, Error> {
+        let index = ino
+            .0
+            .checked_sub(1)
+            .filter(|_| ino.0 <= self.sb.inodes_count)
+            .ok_or(Error::NoSuchInode {
+                ino,
+                inodes_count: self.sb.inodes_count,
+            })?;
+        let group = index / self.sb.inodes_per_group;
+        let in_group = index % self.sb.inodes_per_group;
+        let gd = usize::try_from(group)
+            .ok()
+            .and_then(|g| self.groups.get(g))
+            .ok_or(Corrupt::Inode {
+                ino,
+                reason: "in no block group",
+            })?;
+        let offset = u64::from(gd.inode_table) * self.block_size.get_u64()
+            + u64::from(in_group) * u64::from(self.inode_size);
+        // Only the first 160 bytes hold fields we know; larger records hold xattrs.
+        let mut raw = [0u8; 256];
+        let len = usize::try_from(self.inode_size).map_or(raw.len(), |n| n.min(raw.len()));
+        self.reader.read_exact_at(offset, &mut raw[..len])?;
+        Inode::from_bytes(&raw[..len])
+    }
+
+    /// Looks `name` up in directory `dir`. Directories are searched linearly (`dir_index`
+    /// ones too); the names of large directories are cached (a bounded cache), so that
+    /// looking up every name of a large directory is not quadratic.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotADirectory`] when `dir` is not a directory; errors reading it.
+    pub fn lookup(&self, dir: InodeNo, name: &[u8]) -> Result<Option<InodeNo>, Error> {
+        if let Some(names) = self.names.get(dir) {
+            return Ok(names.get(name).copied());
+        }
+        let entries = self.read_dir(dir, 0)?;
+        if name.is_empty() || name.len() > NAME_MAX {
+            return Ok(None);
+        }
+        if entries.inode.size > name_cache::MIN_DIR_SIZE {
+            if let Some(names) = self.all_names(dir) {
+                let found = names.get(name).copied();
+                self.names.insert(dir, names);
+                return Ok(found);
+            }
+        }
+        for entry in entries {
+            let entry = entry?;
+            if entry.name == name {
+                return Ok(Some(entry.ino));
+            }
+        }
+        Ok(None)
+    }
+
+    /// All names of `dir`, or `None` if there are too many to cache or it can't be read
+    /// to the end (then the linear search says what is wrong, and where).
+    fn all_names(&self, dir: InodeNo) -> Option<Arc<Names>> {
+        let mut names = Names::new();
+        for entry in self.read_dir(dir, 0).ok()? {
+            let entry = entry.ok()?;
+            if names.len() >= name_cache::MAX_NAMES {
+                return None;
+            }
+            names
+                .entry(entry.name.into_boxed_slice())
+                .or_insert(entry.ino);
+        }
+        Some(Arc::new(names))
+    }
+
+    /// Reads up to `buf.len()` bytes of a regular file (or directory) from byte `offset`;
+    /// returns how many, fewer only at the end of the file. Holes read as zeros. Physically
+    /// contiguous blocks are read with one call to [`ReadAt::read_exact_at`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAFile`] for other inode types, [`Error::Corrupt`] for invalid block
+    /// pointers, [`Error::Unsupported`] for extent-mapped or inline-data inodes.
+    pub fn read(
+        &self,
+        ino: InodeNo,
+        inode: &Inode,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, Error> {
+        match inode.file_type() {
+            Some(FileType::Regular | FileType::Directory) => {}
+            _ => return Err(Error::NotAFile(ino)),
+        }
+        self.check_mapped(ino, inode)?;
+        if offset >= inode.size {
+            return Ok(0);
+        }
+        let want = usize::try_from(inode.size - offset).map_or(buf.len(), |n| n.min(buf.len()));
+        let buf = &mut buf[..want];
+        let bs = self.block_size.get_u64();
+        let mut scratch = Scratch::default();
+        // A physically contiguous stretch not read yet: (image offset, buf offset, length).
+        let mut pending: Option<(u64, usize, usize)> = None;
+        let mut done = 0usize;
+        while done < want {
+            let pos = offset + done as u64;
+            let lblk = pos / bs;
+            let within = pos % bs;
+            let left = (want - done) as u64;
+            let blocks = (within + left).div_ceil(bs);
+            let run = self.map_run(ino, inode, lblk, blocks, &mut scratch)?;
+            let run_bytes = usize::try_from((run.len * bs - within).min(left)).unwrap_or(want);
+            match run.start {
+                None => {
+                    self.flush(&mut pending, buf)?;
+                    buf[done..done + run_bytes].fill(0);
+                }
+                Some(phys) => {
+                    let src = u64::from(phys) * bs + within;
+                    match &mut pending {
+                        Some((p_src, _, p_len)) if *p_src + *p_len as u64 == src => {
+                            *p_len += run_bytes;
+                        }
+                        _ => {
+                            self.flush(&mut pending, buf)?;
+                            pending = Some((src, done, run_bytes));
+                        }
+                    }
+                }
+            }
+            done += run_bytes;
+        }
+        self.flush(&mut pending, buf)?;
+        Ok(want)
+    }
+
+    fn flush(
+        &self,
+        pending: &mut Option<(u64, usize, usize)>,
+        buf: &mut [u8],
+    ) -> Result<(), Error> {
+        if let Some((src, dst, len)) = pending.take() {
+            self.reader.read_exact_at(src, &mut buf[dst..dst + len])?;
+        }
+        Ok(())
+    }
+
+    /// Iterates over directory `dir` from byte `offset` (0, or the
+    /// [`DirEntry::next_offset`] of an entry read before), `.` and `..` included.
+    /// An offset that is not at a record is moved to the next record, as the kernel does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotADirectory`] when `dir` is not a directory; errors reading its inode or
+    /// the block at `offset`. The iterator yields errors for corrupt records, then ends.
+    pub fn read_dir(&self, dir: InodeNo, offset: u64) -> Result<ReadDir<'_, R>, Error> {
+        let inode = self.inode(dir)?;
+        if inode.file_type() != Some(FileType::Directory) {
+            return Err(Error::NotADirectory(dir));
+        }
+        self.check_mapped(dir, &inode)?;
+        let bs = self.block_size.get_u64();
+        if inode.size % bs != 0 {
+            return Err(Corrupt::Inode {
+                ino: dir,
+                reason: "directory size not a multiple of the block size",
+            }
+            .into());
+        }
+        if inode.size > self.reader.size() {
+            return Err(Corrupt::Inode {
+                ino: dir,
+                reason: "directory larger than the image",
+            }
+            .into());
+        }
+        let mut it = ReadDir {
+            fs: self,
+            dir,
+            inode,
+            offset,
+            block: vec![0u8; self.block_size.get_usize()],
+            loaded: None,
+            scratch: Scratch::default(),
+            done: false,
+        };
+        let within = offset % bs;
+        if within != 0 && offset < it.inode.size {
+            // Resuming from an offset that may not be a record boundary: walk the block's
+            // records from its start to the first one at or after `offset`.
+            let start = offset - within;
+            it.load(start / bs)?;
+            let mut pos = 0u64;
+            while pos < within {
+                let rec = it.record(start + pos)?;
+                pos += rec.rec_len as u64;
+            }
+            it.offset = start + pos;
+        }
+        Ok(it)
+    }
+
+    /// The target of symbolic link `ino`: from `i_block` for fast symlinks, else from its
+    /// data block. At most one block and at most 4096 bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotASymlink`] for other inode types; [`Error::Corrupt`] for an empty or
+    /// oversized target or an invalid block pointer.
+    pub fn read_link(&self, ino: InodeNo, inode: &Inode) -> Result<Vec<u8>, Error> {
+        if inode.file_type() != Some(FileType::Symlink) {
+            return Err(Error::NotASymlink(ino));
+        }
+        let corrupt = |reason| Error::Corrupt(Corrupt::Inode { ino, reason });
+        if inode.size == 0 {
+            return Err(corrupt("empty symlink target"));
+        }
+        if inode.is_fast_symlink() {
+            if inode.flags & inode::flags::INLINE_DATA != 0 {
+                return Err(Unsupported::InodeFlag {
+                    ino,
+                    feature: "inline_data",
+                }
+                .into());
+            }
+            let mut bytes = Vec::with_capacity(60);
+            for ptr in inode.block {
+                bytes.extend_from_slice(&ptr.to_le_bytes());
+            }
+            let len = usize::try_from(inode.size)
+                .ok()
+                .filter(|&n| n <= bytes.len())
+                .ok_or_else(|| corrupt("fast symlink target longer than i_block"))?;
+            bytes.truncate(len);
+            return Ok(bytes);
+        }
+        self.check_mapped(ino, inode)?;
+        if inode.size > self.block_size.get_u64().min(SYMLINK_MAX) {
+            return Err(corrupt("symlink target longer than a block"));
+        }
+        let len = usize::try_from(inode.size).map_err(|_| corrupt("symlink size"))?;
+        let mut scratch = Scratch::default();
+        let run = self.map_run(ino, inode, 0, 1, &mut scratch)?;
+        let phys = run
+            .start
+            .ok_or_else(|| corrupt("symlink without a data block"))?;
+        let mut target = vec![0u8; len];
+        self.reader
+            .read_exact_at(u64::from(phys) * self.block_size.get_u64(), &mut target)?;
+        Ok(target)
+    }
+
+    /// The physical block of each logical block of a file, directory or slow symlink
+    /// (`None` for holes), as many as its size covers; empty for other inodes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooManyBlocks`] beyond 16 Mi blocks; [`Error::Corrupt`] for invalid
+    /// pointers; [`Error::Unsupported`] for extent-mapped or inline-data inodes.
+    pub fn file_blocks(&self, ino: InodeNo, inode: &Inode) -> Result<Vec<Option<BlockNo>>, Error> {
+        match inode.file_type() {
+            Some(FileType::Regular | FileType::Directory) => {}
+            Some(FileType::Symlink) if !inode.is_fast_symlink() => {}
+            _ => return Ok(Vec::new()),
+        }
+        self.check_mapped(ino, inode)?;
+        let bs = self.block_size.get_u64();
+        let count = inode.size.div_ceil(bs);
+        if count > FILE_BLOCKS_MAX {
+            return Err(Error::TooManyBlocks { ino, blocks: count });
+        }
+        let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut scratch = Scratch::default();
+        let mut lblk = 0u64;
+        while lblk < count {
+            let run = self.map_run(ino, inode, lblk, count - lblk, &mut scratch)?;
+            for i in 0..run.len {
+                // i < len and start + len - 1 was checked against blocks_count
+                out.push(run.start.map(|s| BlockNo(s + i as u32)));
+            }
+            lblk += run.len;
+        }
+        Ok(out)
+    }
+
+    /// Refuses inodes whose data isn't in a block map, and sizes the map can't address.
+    fn check_mapped(&self, ino: InodeNo, inode: &Inode) -> Result<(), Error> {
+        if inode.flags & inode::flags::EXTENTS != 0 {
+            return Err(Unsupported::InodeFlag {
+                ino,
+                feature: "extents",
+            }
+            .into());
+        }
+        if inode.flags & inode::flags::INLINE_DATA != 0 {
+            return Err(Unsupported::InodeFlag {
+                ino,
+                feature: "inline_data",
+            }
+            .into());
+        }
+        if inode.size.div_ceil(self.block_size.get_u64()) > self.max_file_blocks {
+            return Err(Corrupt::Inode {
+                ino,
+                reason: "size larger than the block map can address",
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Checks that blocks `[start, start + len)` may hold file data or indirect blocks.
+    fn check_blocks(&self, ino: InodeNo, start: u32, len: u64) -> Result<(), Error> {
+        let bad = |reason| {
+            Err(Error::Corrupt(Corrupt::BlockPointer {
+                ino,
+                block: start,
+                reason,
+            }))
+        };
+        let end = u64::from(start) + len;
+        if end > u64::from(self.sb.blocks_count) {
+            return bad("past end of image");
+        }
+        if start < self.data_start {
+            return bad("inside the superblock or group descriptors");
+        }
+        let i = self.metadata.partition_point(|&(_, e)| e <= start);
+        if self
+            .metadata
+            .get(i)
+            .is_some_and(|&(s, _)| u64::from(s) < end)
+        {
+            return bad("inside a bitmap or inode table");
+        }
+        Ok(())
+    }
+
+    /// Maps logical block `lblk` of the inode: the run of up to `max_len` (at least 1)
+    /// blocks from it that are all holes or physically contiguous, within one indirect
+    /// block.
+    fn map_run(
+        &self,
+        ino: InodeNo,
+        inode: &Inode,
+        lblk: u64,
+        max_len: u64,
+        scratch: &mut Scratch,
+    ) -> Result<Run, Error> {
+        let max_len = max_len.max(1);
+        let p = self.ptrs_per_block;
+        if lblk < Inode::DIRECT_BLOCKS as u64 {
+            let i = lblk as usize;
+            return self.scan(
+                ino,
+                LeafPtrs::Direct(&inode.block[i..Inode::DIRECT_BLOCKS]),
+                max_len,
+            );
+        }
+        let mut rel = lblk - Inode::DIRECT_BLOCKS as u64;
+        let (mut ptr, mut cover) = if rel < p {
+            (inode.block[Inode::IND_BLOCK], p)
+        } else if rel - p < p * p {
+            rel -= p;
+            (inode.block[Inode::DIND_BLOCK], p * p)
+        } else if rel - p - p * p < p * p * p {
+            rel -= p + p * p;
+            (inode.block[Inode::TIND_BLOCK], p * p * p)
+        } else {
+            return Err(Corrupt::Inode {
+                ino,
+                reason: "block index past the triple-indirect block",
+            }
+            .into());
+        };
+        // `ptr` is an indirect block covering `cover` blocks, `rel` of them before lblk.
+        let bs = self.block_size.get_usize();
+        for (held, buf) in &mut scratch.levels {
+            if ptr == 0 {
+                return Ok(Run {
+                    start: None,
+                    len: (cover - rel).min(max_len),
+                });
+            }
+            if *held != Some(ptr) {
+                self.check_blocks(ino, ptr, 1)?;
+                buf.resize(bs, 0);
+                *held = None;
+                self.reader
+                    .read_exact_at(u64::from(ptr) * self.block_size.get_u64(), buf)?;
+                *held = Some(ptr);
+            }
+            let child = cover / p;
+            // rel < cover, so idx < p: inside the block
+            let idx = usize::try_from(rel / child).unwrap_or(usize::MAX);
+            if child == 1 {
+                return self.scan(
+                    ino,
+                    LeafPtrs::Block(buf.get(idx * 4..).unwrap_or(&[])),
+                    max_len,
+                );
+            }
+            ptr = le32(buf, idx * 4, "indirect block")?;
+            rel %= child;
+            cover = child;
+        }
+        Err(Corrupt::Inode {
+            ino,
+            reason: "block map deeper than triple-indirect",
+        }
+        .into())
+    }
+
+    /// The run at the start of `ptrs`: leading zeros, or pointers that go up by one.
+    fn scan(&self, ino: InodeNo, ptrs: LeafPtrs<'_>, max_len: u64) -> Result<Run, Error> {
+        let limit = usize::try_from(max_len).map_or(ptrs.len(), |m| m.min(ptrs.len()));
+        let first = ptrs.get(0);
+        let mut len = 1usize;
+        while len < limit {
+            let p = ptrs.get(len);
+            let next = if first == 0 {
+                p == 0
+            } else {
+                u64::from(p) == u64::from(first) + len as u64
+            };
+            if !next {
+                break;
+            }
+            len += 1;
+        }
+        let len = len as u64;
+        if first == 0 {
+            return Ok(Run { start: None, len });
+        }
+        self.check_blocks(ino, first, len)?;
+        Ok(Run {
+            start: Some(first),
+            len,
+        })
+    }
+}
+
+/// The pointers of a block map leaf from some index on: the inode's direct pointers or
+/// (part of) an indirect block.
+#[derive(Debug, Clone, Copy)]
+enum LeafPtrs<'a> {
+    Direct(&'a [u32]),
+    Block(&'a [u8]),
+}
+
+impl LeafPtrs<'_> {
+    fn len(self) -> usize {
+        match self {
+            LeafPtrs::Direct(p) => p.len(),
+            LeafPtrs::Block(b) => b.len() / 4,
+        }
+    }
+
+    /// Pointer `i`, 0 past the end.
+    fn get(self, i: usize) -> u32 {
+        match self {
+            LeafPtrs::Direct(p) => p.get(i).copied().unwrap_or(0),
+            LeafPtrs::Block(b) => le32(b, i * 4, "indirect block").unwrap_or(0),
+        }
+    }
+}
+
+/// The entries of a directory, from [`Ext2::read_dir`].
+pub struct ReadDir<'a, R: ReadAt> {
+    fs: &'a Ext2<R>,
+    dir: InodeNo,
+    inode: Inode,
+    /// The byte offset of the next record.
+    offset: u64,
+    block: Vec<u8>,
+    /// The logical block in `block`.
+    loaded: Option<u64>,
+    scratch: Scratch,
+    done: bool,
+}
+
+impl<R: ReadAt> fmt::Debug for ReadDir<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadDir")
+            .field("dir", &self.dir)
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: ReadAt> ReadDir<'_, R> {
+    fn load(&mut self, lblk: u64) -> Result<(), Error> {
+        if self.loaded == Some(lblk) {
+            return Ok(());
+        }
+        self.loaded = None;
+        let bs = self.fs.block_size.get_u64();
+        let run = self
+            .fs
+            .map_run(self.dir, &self.inode, lblk, 1, &mut self.scratch)?;
+        let phys = run.start.ok_or(Corrupt::DirEntry {
+            dir: self.dir,
+            offset: lblk * bs,
+            reason: "hole in directory",
+        })?;
+        self.fs
+            .reader
+            .read_exact_at(u64::from(phys) * bs, &mut self.block)?;
+        self.loaded = Some(lblk);
+        Ok(())
+    }
+
+    /// The record at directory offset `at`, whose block is loaded.
+    fn record(&self, at: u64) -> Result<dir_entry::Record<'_>, Error> {
+        let within = (at % self.fs.block_size.get_u64()) as usize;
+        dir_entry::parse_record(
+            &self.block,
+            within,
+            self.fs.has_filetype,
+            self.fs.sb.inodes_count,
+        )
+        .map_err(|reason| dir_entry::corrupt(self.dir, at, reason).into())
+    }
+
+    fn next_entry(&mut self) -> Result<Option<DirEntry>, Error> {
+        let bs = self.fs.block_size.get_u64();
+        while self.offset < self.inode.size {
+            let at = self.offset;
+            self.load(at / bs)?;
+            let rec = self.record(at)?;
+            let (ino, rec_len) = (rec.ino, rec.rec_len as u64);
+            if ino == 0 {
+                self.offset = at + rec_len;
+                continue;
+            }
+            let entry = DirEntry {
+                ino: InodeNo(ino),
+                name: rec.name.to_vec(),
+                file_type: if self.fs.has_filetype {
+                    FileType::from_dir_entry_type(rec.file_type)
+                } else {
+                    None
+                },
+                next_offset: at + rec_len,
+            };
+            self.offset = entry.next_offset;
+            return Ok(Some(entry));
+        }
+        Ok(None)
+    }
+}
+
+impl<R: ReadAt> Iterator for ReadDir<'_, R> {
+    type Item = Result<DirEntry, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = self.next_entry().transpose();
+        if !matches!(next, Some(Ok(_))) {
+            self.done = true;
+        }
+        next
+    }
+}
+
+impl<R: ReadAt> std::iter::FusedIterator for ReadDir<'_, R> {}
