@@ -1,0 +1,199 @@
+//! Every rung of the mount chain on real FUSE: direct mount(2) as root, the setuid
+//! fusermount3 as an unprivileged user, a user namespace, and extraction (forced, and as
+//! the automatic fallback when FUSE is unavailable).
+
+use std::process::Command;
+
+use anyhow::{Result, ensure};
+use glick_tests::runtime::{self, Fixture};
+use glick_tests::tools;
+
+const START: &str = r#"cat "$GLICKROOT/data.txt"
+test -d "$GLICK_DIR/sub/deeper" && echo dir-ok
+id -u
+"#;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn check_output(out: &std::process::Output, rung: &str, uid: u32) -> Result<()> {
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    ensure!(
+        out.status.success(),
+        "exit {:?}: {stdout}{stderr}",
+        out.status
+    );
+    assert_eq!(
+        stdout,
+        format!("hello from the image\ndir-ok\n{uid}\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(rung), "expected `{rung}` in:\n{stderr}");
+    Ok(())
+}
+
+#[test]
+fn root_mounts_directly() -> Result<()> {
+    tools::require_root("direct mount(2)")?;
+    let fx = Fixture::script(START)?;
+    let out = fx.command().env("GLICK_DEBUG", "1").output()?;
+    check_output(&out, "by direct mount(2)", 0)?;
+    fx.assert_clean()
+}
+
+#[test]
+fn forced_user_namespace() -> Result<()> {
+    tools::require_root("root's /dev/fuse is the only one open to a namespace here")?;
+    let fx = Fixture::script(START)?;
+    let out = fx
+        .command()
+        .env("GLICK_DEBUG", "1")
+        .env("GLICK_MOUNT", "userns")
+        .output()?;
+    check_output(&out, "by user namespace", 0)?;
+    fx.assert_clean()
+}
+
+#[test]
+fn forced_extraction() -> Result<()> {
+    let fx = Fixture::script(&format!("{START}echo \"$GLICK_DIR\"\n"))?;
+    let out = fx
+        .command()
+        .env("GLICK_DEBUG", "1")
+        .env("GLICK_MOUNT", "extract")
+        .output()?;
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("hello from the image\ndir-ok\n0\n"),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("extracting to"));
+    let dir = stdout.lines().last().unwrap_or_default();
+    assert!(
+        dir.starts_with(&fx.runtime().to_string_lossy().into_owned()),
+        "{dir}"
+    );
+    // The copy is removed once the app is gone.
+    fx.assert_clean()
+}
+
+/// This machine's /dev/fuse is 0600: fusermount3 (which opens the device with the user's
+/// own fsuid) and the user namespace both fail for an ordinary user, and the chain falls
+/// through to extraction by itself.
+#[test]
+fn unprivileged_user_without_fuse_access_falls_back_to_extraction() -> Result<()> {
+    tools::require_root("switching to the test user")?;
+    let fx = Fixture::script(START)?;
+    let meta = std::fs::metadata("/dev/fuse")?;
+    let (_, uid, _) = runtime::test_user()?;
+    let open_to_user =
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o006 == 0o006;
+    let out = runtime::as_user(&fx.bundle)?
+        .env("XDG_RUNTIME_DIR", &fx.xdg)
+        .env("GLICK_DEBUG", "1")
+        .output()?;
+    if open_to_user {
+        check_output(&out, "by /usr/bin/fusermount3", uid)?;
+    } else {
+        check_output(&out, "extracting to", uid)?;
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("direct: /dev/fuse: Permission denied"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("fusermount3"), "{stderr}");
+    }
+    fx.assert_clean()
+}
+
+/// A private mount namespace where /dev/fuse is a 0666 node (as distributions ship it):
+/// the unprivileged user mounts through the setuid fusermount3, and after the app the
+/// helper unmounts with `fusermount3 -u -z` — checked inside that namespace.
+#[test]
+fn unprivileged_user_mounts_with_setuid_fusermount3() -> Result<()> {
+    tools::require_root("creating the test namespace")?;
+    tools::require_tool("fusermount3")?;
+    tools::require_tool("unshare")?;
+    let fx = Fixture::script(START)?;
+    let (_, uid, gid) = runtime::test_user()?;
+    let node = fx.tmp.path().join("fuse-node");
+    let script = format!(
+        r#"set -e
+mknod -m 666 {node} c 10 229
+mount --bind {node} /dev/fuse
+setpriv --reuid={uid} --regid={gid} --clear-groups -- "$0"
+status=$?
+i=0
+while grep -q ' fuse.glick ' /proc/self/mountinfo && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done
+grep ' fuse.glick ' /proc/self/mountinfo && echo LEFT-MOUNTED
+exit $status
+"#,
+        node = node.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .arg(&fx.bundle)
+        .env("XDG_RUNTIME_DIR", &fx.xdg)
+        .env("GLICK_DEBUG", "1")
+        .output()?;
+    check_output(&out, "by /usr/bin/fusermount3", uid)?;
+    fx.assert_clean()
+}
+
+/// FUSE unavailable (/dev/fuse hidden behind /dev/null in a private mount namespace):
+/// every FUSE rung fails and the app runs from an extracted copy, which is removed after.
+#[test]
+fn extraction_is_the_automatic_fallback_without_fuse() -> Result<()> {
+    tools::require_root("creating the test namespace")?;
+    let fx = Fixture::script(START)?;
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount --bind /dev/null /dev/fuse && exec \"$0\"",
+        ])
+        .arg(&fx.bundle)
+        .env("XDG_RUNTIME_DIR", &fx.xdg)
+        .env("GLICK_DEBUG", "1")
+        .output()?;
+    check_output(&out, "extracting to", 0)?;
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("glick: direct: "), "{stderr}");
+    assert!(stderr.contains("glick: fusermount: "), "{stderr}");
+    assert!(stderr.contains("glick: userns: "), "{stderr}");
+    fx.assert_clean()
+}
+
+/// GLICK_MOUNT=fuse without FUSE: a one-line error naming each rung and the fix.
+#[test]
+fn forced_fuse_without_fuse_fails_clearly() -> Result<()> {
+    tools::require_root("creating the test namespace")?;
+    let fx = Fixture::script(START)?;
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount --bind /dev/null /dev/fuse && exec \"$0\"",
+        ])
+        .arg(&fx.bundle)
+        .env("XDG_RUNTIME_DIR", &fx.xdg)
+        .env("GLICK_MOUNT", "fuse")
+        .output()?;
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("app.glick: cannot mount or extract the image; direct: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("or set GLICK_MOUNT=extract)"), "{stderr}");
+    fx.assert_clean()
+}

@@ -1,0 +1,217 @@
+//! The mount's lifetime on real FUSE: it outlives `start` while children use it, detaches
+//! lazily when the last keepalive holder is gone (mappings keep working, no SIGBUS), the
+//! server holds none of the app's stdio and ignores signals aimed at the app, and many
+//! launches leave nothing behind.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use glick_tests::runtime::{self, Fixture};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn wait_for_file(path: &std::path::Path, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if s.ends_with('\n') {
+                return Ok(s);
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn background_child_keeps_the_mount_after_start_exits() -> Result<()> {
+    let fx = Fixture::script(
+        "(sleep 1; cat \"$GLICK_DIR/sub/deeper/file\" > \"$1.tmp\" && mv \"$1.tmp\" \"$1\") </dev/null >/dev/null 2>&1 &\nexit 0\n",
+    )?;
+    let out = fx.tmp.path().join("child-output");
+    let status = fx.command().arg(&out).status()?;
+    assert!(status.success());
+    // start has exited; its child still uses the mount.
+    assert_eq!(runtime::glick_mounts(&fx.runtime())?.len(), 1);
+    assert_eq!(wait_for_file(&out, Duration::from_secs(10))?, "deep\n");
+    fx.assert_clean()
+}
+
+const MAPPER: &str = r#"#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+/* mapper FILE OUT READY: map FILE, close every descriptor, wait, then read the
+   mapping's last page (never touched before) and write what it holds to OUT. */
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_RDONLY);
+    if (fd < 0) return 2;
+    off_t size = lseek(fd, 0, SEEK_END);
+    char *p = mmap(0, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) return 3;
+    char out[4096], ready[4096];
+    strncpy(out, argv[2], sizeof out - 1);
+    strncpy(ready, argv[3], sizeof ready - 1);
+    for (int i = 0; i < 1024; i++) close(i);
+    int r = open(ready, O_WRONLY | O_CREAT, 0644); /* tell the test we hold nothing */
+    close(r);
+    sleep(2);
+    char last[32];
+    memcpy(last, p + size - 31, 31);
+    last[31] = 0;
+    int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    write(o, last, strlen(last));
+    close(o);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_mapping_outlives_the_mount_without_sigbus() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let app = runtime::app_dir(
+        tmp.path(),
+        "\"$GLICK_DIR/mapper\" \"$GLICK_DIR/big\" \"$1\" \"$2\" &\nexit 0\n",
+    )?;
+    runtime::static_program(MAPPER, &app.join("mapper"))?;
+    // 8 MiB of filler ending in a marker line: the last page is read only after the
+    // mount has been detached.
+    let mut big = vec![b'.'; 8 << 20];
+    let marker = b"the last page, read late -- ok\n";
+    let at = big.len() - marker.len();
+    big[at..].copy_from_slice(marker);
+    std::fs::write(app.join("big"), &big)?;
+    let fx = Fixture::from_app(tmp, app)?;
+    let out = fx.tmp.path().join("mapped");
+    let ready = fx.tmp.path().join("ready");
+    let status = fx.command().arg(&out).arg(&ready).status()?;
+    assert!(status.success());
+    // Once the mapper holds only its mapping, the mount is detached but served on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.exists() {
+        ensure!(Instant::now() < deadline, "mapper never got ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !runtime::glick_mounts(&fx.runtime())?.is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "mount not detached after the last holder"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ensure!(
+        !runtime::processes_of(&fx.bundle).is_empty(),
+        "server exited while a mapping was alive"
+    );
+    assert_eq!(
+        wait_for_file(&out, Duration::from_secs(10))?,
+        "the last page, read late -- ok\n"
+    );
+    // The mapping is gone with the mapper: the server exits, nothing is left.
+    fx.assert_clean()
+}
+
+#[test]
+fn command_substitution_returns_when_the_app_exits() -> Result<()> {
+    let fx = Fixture::script("echo out\nsleep 3 </dev/null >/dev/null 2>&1 &\n")?;
+    let started = Instant::now();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("x=$(\"$0\"); echo \"got $x\"")
+        .arg(&fx.bundle)
+        .env("XDG_RUNTIME_DIR", &fx.xdg)
+        .output()?;
+    let took = started.elapsed();
+    assert_eq!(text(&out.stdout), "got out\n");
+    // The sleeping child holds the mount (and keepalive), not the pipe.
+    ensure!(
+        took < Duration::from_millis(2500),
+        "$(bundle) took {took:?}"
+    );
+    assert_eq!(runtime::glick_mounts(&fx.runtime())?.len(), 1);
+    std::thread::sleep(Duration::from_secs(3));
+    fx.assert_clean()
+}
+
+#[test]
+fn signals_to_the_apps_process_group_spare_the_server() -> Result<()> {
+    let fx = Fixture::script(
+        r#"trap 'echo got-int' INT
+trap 'echo got-term' TERM
+trap 'echo got-hup' HUP
+kill -INT 0
+kill -TERM 0
+kill -HUP 0
+sleep 0.2
+cat "$GLICK_DIR/data.txt"
+"#,
+    )?;
+    let out = fx.command().process_group(0).output()?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "got-int\ngot-term\ngot-hup\nhello from the image\n"
+    );
+    fx.assert_clean()
+}
+
+#[test]
+fn sigkill_of_the_app_leaves_nothing() -> Result<()> {
+    let fx = Fixture::script("echo $$\nexec sleep 30\n")?;
+    let mut child = fx.command().stdout(Stdio::piped()).spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
+        &mut line,
+    )?;
+    assert_eq!(
+        line.trim(),
+        child.id().to_string(),
+        "start runs in the bundle's own PID"
+    );
+    assert_eq!(runtime::glick_mounts(&fx.runtime())?.len(), 1);
+    child.kill()?;
+    child.wait()?;
+    fx.assert_clean()
+}
+
+#[test]
+fn two_hundred_sequential_and_fifty_concurrent_launches_leave_nothing() -> Result<()> {
+    let fx = Fixture::script("cat \"$GLICKROOT/data.txt\"\n")?;
+    for i in 0..200 {
+        let out = fx.command().output()?;
+        ensure!(
+            out.status.success() && out.stdout == b"hello from the image\n",
+            "launch {i}: {:?} {}",
+            out.status,
+            text(&out.stderr)
+        );
+    }
+    let children: Vec<_> = (0..50)
+        .map(|_| fx.command().stdout(Stdio::piped()).spawn())
+        .collect::<std::io::Result<_>>()?;
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output()?;
+        ensure!(
+            out.status.success() && out.stdout == b"hello from the image\n",
+            "concurrent launch {i}: {:?} {}",
+            out.status,
+            text(&out.stderr)
+        );
+    }
+    runtime::assert_clean(&fx.bundle, &fx.runtime(), Duration::from_secs(20))
+}
