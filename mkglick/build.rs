@@ -1,0 +1,177 @@
+//! Builds the glick runtime (`glick-stub`) so that `mkglick` can carry it inside itself.
+//!
+//! The stub is built by a nested `cargo build -p glick-stub --profile stub` for the musl
+//! flavour of the target (`x86_64-unknown-linux-musl`), or, when that target's standard
+//! library is not installed, for the target itself with `-C target-feature=+crt-static`:
+//! either way a static executable. It has its own target directory (`<target>/glick-stub`),
+//! so the nested cargo neither waits for the outer one's lock nor rebuilds for every
+//! profile of `mkglick`. The result is copied to `$OUT_DIR/glick-stub`, which
+//! `src/bin/mkglick.rs` includes with `include_bytes!`.
+//!
+//! `GLICK_STUB=/path/to/glick-stub` uses a prebuilt runtime instead (fast builds, or a
+//! runtime made some other way). If the stub does not build, neither does mkglick: a mkglick
+//! without a runtime would make bundles that cannot run.
+
+use std::env;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Environment that the outer cargo sets for build scripts or that is aimed at the outer
+/// build, and that must not leak into the stub's build (a fuzzing or coverage RUSTFLAGS, the
+/// clippy driver, the outer target directory).
+const SCRUB: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTC_WRAPPER",
+    "CLIPPY_ARGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_PRIMARY_PACKAGE",
+    "RUSTDOCFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "CARGO_LLVM_COV",
+    "CARGO_INCREMENTAL",
+];
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            // Cargo shows a failing build script's stderr; make the cause the last word.
+            eprintln!("error: {message}");
+            println!("cargo::error={}", message.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    let dest = out_dir.join("glick-stub");
+    println!("cargo::rerun-if-env-changed=GLICK_STUB");
+
+    if let Some(prebuilt) = env::var_os("GLICK_STUB").filter(|v| !v.is_empty()) {
+        let prebuilt = PathBuf::from(prebuilt);
+        println!("cargo::rerun-if-changed={}", prebuilt.display());
+        copy(&prebuilt, &dest).map_err(|e| format!("GLICK_STUB={}: {e}", prebuilt.display()))?;
+        return Ok(());
+    }
+
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("no manifest dir")?);
+    let root = manifest_dir
+        .parent()
+        .ok_or("mkglick is not inside the glick workspace")?
+        .to_path_buf();
+    for path in [
+        "stub",
+        "crates/ext2",
+        "crates/fuse",
+        "crates/bundle",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!("cargo::rerun-if-changed={}", root.join(path).display());
+    }
+
+    let target = env::var("TARGET").map_err(|_| "TARGET is not set")?;
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let musl = musl_flavour(&target);
+    let (stub_target, static_flags) = match musl {
+        Some(musl) if target_installed(&rustc, &musl) => (musl, None),
+        _ => (target.clone(), Some("-Ctarget-feature=+crt-static")),
+    };
+
+    let target_dir = stub_target_dir(&out_dir);
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(&root)
+        .args(["build", "-p", "glick-stub", "--profile", "stub", "--target"])
+        .arg(&stub_target)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .args(["--color", "never"]);
+    for var in SCRUB {
+        cmd.env_remove(var);
+    }
+    if let Some(flags) = static_flags {
+        // With an explicit --target these flags reach only the stub, not build scripts.
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags);
+    }
+    let status = cmd.status().map_err(|e| {
+        format!(
+            "cannot run {} to build the glick runtime: {e}",
+            Path::new(&cargo).display()
+        )
+    })?;
+    if !status.success() {
+        return Err(format!(
+            "building the glick runtime (cargo build -p glick-stub --profile stub --target {stub_target}) failed ({status}); \
+             mkglick carries the runtime and cannot be built without it. \
+             Fix the stub, or set GLICK_STUB=/path/to/a/prebuilt/glick-stub"
+        ));
+    }
+    let built = target_dir
+        .join(&stub_target)
+        .join("stub")
+        .join("glick-stub");
+    copy(&built, &dest).map_err(|e| format!("{}: {e}", built.display()))?;
+    println!("cargo::rustc-env=GLICK_STUB_TARGET={stub_target}");
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    let bytes = fs::read(from).map_err(|e| e.to_string())?;
+    if bytes.get(..4) != Some(b"\x7fELF") {
+        return Err("not an ELF executable".to_owned());
+    }
+    // Only rewrite when different, so that dependents are not rebuilt for nothing.
+    if fs::read(to).ok().as_deref() != Some(&bytes[..]) {
+        fs::write(to, &bytes).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `x86_64-unknown-linux-gnu` → `x86_64-unknown-linux-musl`.
+fn musl_flavour(target: &str) -> Option<String> {
+    if target.ends_with("-linux-musl") {
+        return Some(target.to_owned());
+    }
+    let base = target.strip_suffix("-linux-gnu")?;
+    Some(format!("{base}-linux-musl"))
+}
+
+/// Whether the standard library for `target` is installed (rustup's `target add`).
+fn target_installed(rustc: &OsString, target: &str) -> bool {
+    let Ok(out) = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .output()
+    else {
+        return false;
+    };
+    if !out.status.success() {
+        return false;
+    }
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    fs::read_dir(&dir).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
+    })
+}
+
+/// `<target>/glick-stub`, shared by every profile of mkglick: `<target>` is the nearest
+/// ancestor of `OUT_DIR` (`<target>/[<triple>/]<profile>/build/<pkg>/out`) that cargo tagged
+/// with `CACHEDIR.TAG`. `$OUT_DIR/stub-target` if there is none.
+fn stub_target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .skip(3)
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .map_or_else(
+            || out_dir.join("stub-target"),
+            |root| root.join("glick-stub"),
+        )
+}
