@@ -1,0 +1,121 @@
+//! The helper process: the FUSE server (or, for an extracted tree, its
+//! remover), detached from the app and living exactly as long as needed.
+//!
+//! Lifetime (DESIGN.md §4.7): the app and its children inherit the write end
+//! of a keepalive pipe. When the last holder is gone, the read end reports
+//! `POLLHUP`; the helper then detaches the mount lazily and removes the
+//! mountpoint, but keeps serving until the kernel drops its last reference
+//! (open files, mappings, fd 1023) and the FUSE device reports `ENODEV`.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use fuser::{Config, Session, SessionACL};
+use glick_ext2::ReadAt;
+use rustix::event::{PollFd, PollFlags};
+
+use crate::fs::ImageFs;
+use crate::mount::{Rung, detach};
+use crate::sys;
+
+/// Threads reading `/dev/fuse`: enough to overlap a page fault with a
+/// readahead on a 2-core machine without idling many stacks.
+const SERVER_THREADS: usize = 2;
+
+/// Block until every write end of the keepalive pipe is closed.
+pub(crate) fn wait_for_hangup(read_end: &OwnedFd) {
+    let mut buf = [0u8; 64];
+    loop {
+        let mut fds = [PollFd::new(read_end, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, None) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
+            Ok(_) => {}
+        }
+        // Data (nobody should send any) is drained; EOF means hang-up.
+        match rustix::io::read(read_end, &mut buf) {
+            Ok(0) => return,
+            Ok(_) | Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Cut the helper off from the app: own session (done by the double fork),
+/// terminal signals ignored, stdio on `/dev/null`, no other inherited
+/// descriptor, cwd `/` (so it pins no mount).
+pub(crate) fn become_daemon(keep: &[RawFd]) {
+    sys::ignore_terminal_signals();
+    if let Ok(null) = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
+    }
+    sys::close_other_fds(keep);
+    let _ = rustix::process::chdir("/");
+}
+
+/// What the FUSE helper needs; everything else was closed.
+pub(crate) struct ServerParts<R: ReadAt> {
+    pub(crate) fs: ImageFs<R>,
+    pub(crate) fuse: OwnedFd,
+    pub(crate) keepalive: OwnedFd,
+    pub(crate) alive: OwnedFd,
+    pub(crate) mountpoint: PathBuf,
+    pub(crate) rung: Rung,
+    pub(crate) image_fd: RawFd,
+}
+
+/// The FUSE helper's whole life. Never returns.
+pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
+    let ServerParts {
+        fs,
+        fuse,
+        keepalive,
+        alive,
+        mountpoint,
+        rung,
+        image_fd,
+    } = parts;
+    become_daemon(&[
+        fuse.as_raw_fd(),
+        keepalive.as_raw_fd(),
+        alive.as_raw_fd(),
+        image_fd,
+    ]);
+    let watched = mountpoint.clone();
+    let watcher = std::thread::Builder::new()
+        .name("keepalive".into())
+        .spawn(move || {
+            wait_for_hangup(&keepalive);
+            let _ = detach(&watched, &rung);
+            let _ = std::fs::remove_dir(&watched);
+        });
+    if watcher.is_err() {
+        sys::exit_now(1);
+    }
+    let mut config = Config::default();
+    config.n_threads = Some(SERVER_THREADS);
+    if let Ok(session) = Session::from_fd(fs, fuse, SessionACL::Owner, config) {
+        let _ = session.run();
+    }
+    // The kernel let go of the filesystem (or it never came up): make sure
+    // the mountpoint does not outlive us.
+    let _ = std::fs::remove_dir(&mountpoint);
+    drop(alive);
+    sys::exit_now(0)
+}
+
+/// The extract rung's helper: wait for the app to be gone, then remove the
+/// extracted tree. Never returns.
+pub(crate) fn remove_when_done(keepalive: OwnedFd, alive: OwnedFd, dir: &Path) -> ! {
+    become_daemon(&[keepalive.as_fd().as_raw_fd(), alive.as_raw_fd()]);
+    wait_for_hangup(&keepalive);
+    crate::extract::remove_tree(dir);
+    drop(alive);
+    sys::exit_now(0)
+}

@@ -1,0 +1,160 @@
+//! The few system calls rustix has no safe wrapper for: `fork`, `unshare`,
+//! signal dispositions and closing inherited descriptors.
+//!
+//! Every `unsafe` block of the crate lives here, each with its reason.
+
+#![expect(
+    unsafe_code,
+    reason = "fork, unshare, signal and close have no safe wrappers"
+)]
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// Which side of a [`double_fork`] the caller is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The original process; the helper is running.
+    Parent,
+    /// The helper: a grandchild in its own session, reparented to init.
+    Helper,
+}
+
+/// Fork twice so that the helper is not a child of the caller (nor of the app
+/// it execs into) and lives in its own session, away from the caller's
+/// terminal and process group.
+///
+/// Must be called while the process has a single thread: after `fork` only
+/// the calling thread exists in the child, so any lock held by another thread
+/// (the allocator's included) would stay locked forever.
+pub(crate) fn double_fork() -> io::Result<Side> {
+    // SAFETY: callers run single-threaded (documented above, and true of the
+    // stub and glick-shell, which start no threads before this), so the child
+    // may use the allocator and the standard library freely.
+    let first = unsafe { libc::fork() };
+    if first < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if first > 0 {
+        // Reap the intermediate child; it exits at once.
+        let pid = rustix::process::Pid::from_raw(first);
+        loop {
+            match rustix::process::waitpid(pid, rustix::process::WaitOptions::empty()) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Ok(Some((_, status))) if status.exit_status() == Some(0) => {
+                    return Ok(Side::Parent);
+                }
+                Ok(_) => return Err(io::Error::other("helper process failed to start")),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    // Intermediate child: new session, fork the helper, leave.
+    if rustix::process::setsid().is_err() {
+        exit_now(1);
+    }
+    // SAFETY: still single-threaded (we are the child of a single-threaded
+    // process and started no thread).
+    let second = unsafe { libc::fork() };
+    if second < 0 {
+        exit_now(1);
+    }
+    if second > 0 {
+        exit_now(0);
+    }
+    Ok(Side::Helper)
+}
+
+/// Leave the process at once, without running destructors or atexit
+/// handlers that belong to the parent's copy of the state.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and always sound to call.
+    unsafe { libc::_exit(code) }
+}
+
+/// Ignore the signals a terminal sends to its foreground process group, so
+/// Ctrl-C, Ctrl-\, Ctrl-Z and hangup aimed at the app never reach the server.
+pub(crate) fn ignore_terminal_signals() {
+    for sig in [
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTSTP,
+        libc::SIGHUP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN is a valid disposition for each of these catchable
+        // signals and installs no handler code.
+        unsafe {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+}
+
+/// Close every descriptor of the process except stdio and `keep`, so the
+/// helper holds none of the app's pipes or sockets (a `$(bundle)` must end
+/// when the app ends).
+pub(crate) fn close_other_fds(keep: &[RawFd]) {
+    let mut open = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        for entry in dir.flatten() {
+            if let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<RawFd>().ok())
+            {
+                open.push(fd);
+            }
+        }
+    }
+    for fd in open {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: the descriptor is not owned by any live Rust object of
+            // this process (every owned one is listed in `keep`); the one
+            // read_dir used is already closed, so closing is harmless (EBADF).
+            unsafe {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+/// `unshare(CLONE_NEWUSER | CLONE_NEWNS)`.
+pub(crate) fn unshare_user_and_mount() -> io::Result<()> {
+    use rustix::thread::UnshareFlags;
+    // SAFETY: CLONE_FILES is not among the flags, so no descriptor table is
+    // split between threads; the other flags only change namespaces.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS) }
+        .map_err(io::Error::from)
+}
+
+/// `dup2(fd, target)`: put a copy of `fd` at exactly `target`, inheritable
+/// (without `FD_CLOEXEC`), replacing whatever `target` was.
+pub(crate) fn dup_to(fd: std::os::fd::BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if fd.as_raw_fd() == target {
+        return rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(io::Error::from);
+    }
+    // SAFETY: dup2 takes plain integers; `fd` is a live descriptor and any
+    // descriptor previously at `target` is not owned by a Rust object of
+    // this process (the caller reserves `target` for this use).
+    let r = unsafe { libc::dup2(fd.as_raw_fd(), target) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Close descriptors put in place by [`dup_to`] (they belong to no Rust
+/// object).
+pub(crate) fn close_fixed(fds: &[RawFd]) {
+    for &fd in fds {
+        // SAFETY: these descriptors were created by `dup_to` for the app and
+        // are owned by no Rust object; closing them twice is harmless.
+        unsafe {
+            libc::close(fd);
+        }
+    }
+}
