@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""Benchmark the glick runtime (issue 4, item 5), side by side in one run.
+
+  bench/runtime.py [--quick] [--work DIR]
+
+Needs root (loop mounts, the test user), the workspace's mkglick and glick-mkext2 built
+(`cargo build -p mkglick`), the stub built (`cargo build -p glick-stub --profile stub
+--target x86_64-unknown-linux-musl`), gcc, fuse2fs, squashfuse, mksquashfs.
+
+Measures (medians of many runs), and marks the issue's targets met / not met:
+  1. launch overhead: a bundle whose start is a static binary that exits at once, vs the
+     binary run directly; as root, and as an unprivileged user (through fusermount3, in a
+     private mount namespace where /dev/fuse is 0666 as distributions ship it);
+  2. sequential read of a 512 MiB file through the mount, the bundle cached and only the
+     mounted file's pages dropped (posix_fadvise DONTNEED), and warm; vs a native
+     directory, the kernel's ext2 on a loop device, fuse2fs -o ro, squashfuse on an
+     uncompressed squashfs;
+  3. find + du -s over a 20,000-file tree, first pass after mounting and warm, vs the same;
+  4. this machine's CPython as a bundle: python3 -c 'import json, sqlite3, decimal'
+     (fresh mount each run) vs the same tree run from a plain directory.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STUB = ROOT / "target/x86_64-unknown-linux-musl/stub/glick-stub"
+MKGLICK = ROOT / "target/debug/mkglick"
+MKEXT2 = ROOT / "target/debug/glick-mkext2"
+MIB = 1 << 20
+results = []
+
+
+def sh(*args, **kw):
+    return subprocess.run([str(a) for a in args], check=True, **kw)
+
+
+def median_time(fn, runs):
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def report(name, value, unit, target=None, ok=None):
+    line = f"{name:58s} {value:10.3f} {unit}"
+    if target is not None:
+        line += f"   target {target}: {'MET' if ok else 'NOT MET'}"
+    results.append(line)
+    print(line, flush=True)
+
+
+def bundle(src, out):
+    start = Path(src) / "start"
+    if not start.exists():
+        start.write_text("#!/bin/sh\nexit 0\n")
+        start.chmod(0o755)
+    sh(MKGLICK, "--runtime", STUB, out, src, stdout=subprocess.DEVNULL)
+
+
+class Mounted:
+    """`BUNDLE --glick-mount`: the mountpoint, until the context ends."""
+
+    def __init__(self, path, env=None):
+        self.proc = subprocess.Popen([str(path), "--glick-mount"], stdout=subprocess.PIPE,
+                                     env=env, text=True)
+        self.dir = Path(self.proc.stdout.readline().strip())
+
+    def __enter__(self):
+        return self.dir
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
+        time.sleep(0.05)
+
+
+def drop_file_pages(path):
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+
+
+def read_all(path):
+    fd = os.open(path, os.O_RDONLY)
+    total = 0
+    while True:
+        b = os.read(fd, MIB)
+        if not b:
+            break
+        total += len(b)
+    os.close(fd)
+    return total
+
+
+def launch(work, runs):
+    src = work / "true.c"
+    src.write_text("int main(void) { return 0; }\n")
+    exe = work / "true-static"
+    sh("gcc", "-O2", "-static", "-o", exe, src)
+    app = work / "launch-app"
+    app.mkdir(exist_ok=True)
+    shutil.copy(exe, app / "start")
+    b = work / "launch.glick"
+    bundle(app, b)
+    for _ in range(20):
+        subprocess.run([b])
+    native = median_time(lambda: subprocess.run([exe]), runs)
+    glick = median_time(lambda: subprocess.run([b]), runs)
+    report("launch: static binary run directly (ms)", native * 1e3, "ms")
+    report("launch: same binary as a bundle, root (ms)", glick * 1e3, "ms")
+    over = (glick - native) * 1e3
+    report("launch overhead, root (ms)", over, "ms", "<= 1.5 ms", over <= 1.5)
+    # Unprivileged: a private namespace with a 0666 /dev/fuse, fusermount3 as the user.
+    uid = int(subprocess.run(["id", "-u", "glicktest"], capture_output=True,
+                             text=True).stdout.strip() or 0)
+    if uid:
+        node = work / "fuse-node"
+        script = (f"mknod -m 666 {node} c 10 229 2>/dev/null; mount --bind {node} /dev/fuse; "
+                  f"exec setpriv --reuid={uid} --regid={uid} --clear-groups python3 -c '"
+                  "import subprocess,time,statistics,sys\n"
+                  "def m(a):\n"
+                  " t=[]\n"
+                  f" for i in range({runs}):\n"
+                  "  s=time.perf_counter(); subprocess.run(a); t.append(time.perf_counter()-s)\n"
+                  " return statistics.median(t)\n"
+                  f"[subprocess.run([\"{b}\"]) for i in range(10)]\n"
+                  f"print(m([\"{exe}\"]), m([\"{b}\"]))'")
+        out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                             capture_output=True, text=True,
+                             env={**os.environ, "XDG_RUNTIME_DIR": "/tmp"})
+        try:
+            n, g = map(float, out.stdout.split())
+            over = (g - n) * 1e3
+            report("launch overhead, user via fusermount3 (ms)", over, "ms", "<= 3 ms",
+                   over <= 3)
+        except ValueError:
+            print("unprivileged launch failed:", out.stderr.strip())
+
+
+def sequential_read(work, runs):
+    data = work / "read-src"
+    data.mkdir(exist_ok=True)
+    big = data / "big"
+    if not big.exists() or big.stat().st_size != 512 * MIB:
+        with open(big, "wb") as f:
+            chunk = os.urandom(MIB)
+            for _ in range(512):
+                f.write(chunk)
+    b = work / "read.glick"
+    bundle(data, b)
+    img = work / "read.img"
+    sh(MKEXT2, img, data, stdout=subprocess.DEVNULL)
+    read_all(b)  # the bundle is cached
+    read_all(img)
+
+    def measure(name, path):
+        read_all(path)
+        warm = median_time(lambda: read_all(path), runs)
+
+        def cold():
+            drop_file_pages(path)
+            read_all(path)
+        cold_t = median_time(cold, runs)
+        return 512 / cold_t, 512 / warm
+
+    rates = {}
+    rates["native"] = measure("native", big)
+    with Mounted(b) as d:
+        rates["glick"] = measure("glick", d / "big")
+    off = subprocess.run([b, "--glick-offset"], capture_output=True, text=True).stdout.strip()
+    mnt = work / "mnt"
+    mnt.mkdir(exist_ok=True)
+    sh("mount", "-o", f"loop,ro,offset={off}", b, mnt)
+    try:
+        rates["kernel ext2 (loop)"] = measure("loop", mnt / "big")
+    finally:
+        sh("umount", mnt)
+    sh("fuse2fs", "-o", "ro", img, mnt, stdout=subprocess.DEVNULL)
+    try:
+        rates["fuse2fs -o ro"] = measure("fuse2fs", mnt / "big")
+    finally:
+        sh("umount", mnt)
+    sq = work / "read.sqfs"
+    if not sq.exists():
+        sh("mksquashfs", data, sq, "-noI", "-noD", "-noF", "-noX", "-quiet",
+           stdout=subprocess.DEVNULL)
+    sh("squashfuse", sq, mnt)
+    try:
+        rates["squashfuse (uncompressed)"] = measure("squashfuse", mnt / "big")
+    finally:
+        sh("umount", mnt)
+    for name, (cold, warm) in rates.items():
+        report(f"read 512 MiB, pages dropped: {name} (MiB/s)", cold, "MiB/s")
+        report(f"read 512 MiB, warm: {name} (MiB/s)", warm, "MiB/s")
+    g_cold, g_warm = rates["glick"]
+    report("server-path read (MiB/s)", g_cold, "MiB/s", ">= 2000", g_cold >= 2000)
+    ratio = g_warm / rates["native"][1]
+    report("warm read vs native (x)", ratio, "x", ">= 0.8x", ratio >= 0.8)
+
+
+def many_files(work, runs):
+    tree = work / "files-src"
+    if not tree.exists():
+        for d in range(200):
+            sub = tree / f"d{d:03}"
+            sub.mkdir(parents=True)
+            for f in range(100):
+                (sub / f"f{f:03}").write_bytes(b"x" * (f * 37 % 3000))
+    b = work / "files.glick"
+    bundle(tree, b)
+    off = subprocess.run([b, "--glick-offset"], capture_output=True, text=True).stdout.strip()
+    mnt = work / "mnt"
+
+    def walk(d):
+        subprocess.run(["find", str(d)], stdout=subprocess.DEVNULL)
+        subprocess.run(["du", "-s", str(d)], stdout=subprocess.DEVNULL)
+
+    def fresh_glick():
+        with Mounted(b) as d:
+            t = time.perf_counter()
+            walk(d)
+            return time.perf_counter() - t
+
+    def fresh_loop():
+        sh("mount", "-o", f"loop,ro,offset={off}", b, mnt)
+        try:
+            sh("sh", "-c", "echo 2 > /proc/sys/vm/drop_caches")
+            t = time.perf_counter()
+            walk(mnt)
+            return time.perf_counter() - t
+        finally:
+            sh("umount", mnt)
+
+    g_fresh = statistics.median(fresh_glick() for _ in range(runs))
+    k_fresh = statistics.median(fresh_loop() for _ in range(runs))
+    with Mounted(b) as d:
+        walk(d)
+        g_warm = median_time(lambda: walk(d), runs)
+    sh("mount", "-o", f"loop,ro,offset={off}", b, mnt)
+    try:
+        walk(mnt)
+        k_warm = median_time(lambda: walk(mnt), runs)
+    finally:
+        sh("umount", mnt)
+    walk(tree)
+    n_warm = median_time(lambda: walk(tree), runs)
+    report("find+du 20,000 files, fresh mount: glick (s)", g_fresh, "s")
+    report("find+du 20,000 files, fresh mount: kernel ext2 (s)", k_fresh, "s")
+    report("find+du fresh, glick / kernel ext2 (x)", g_fresh / k_fresh, "x", "<= 3x",
+           g_fresh / k_fresh <= 3)
+    report("find+du 20,000 files, warm: glick (s)", g_warm, "s")
+    report("find+du 20,000 files, warm: kernel ext2 (s)", k_warm, "s")
+    report("find+du 20,000 files, warm: native (s)", n_warm, "s")
+    report("find+du warm, glick / kernel ext2 (x)", g_warm / k_warm, "x", "<= 2x",
+           g_warm / k_warm <= 2)
+
+
+def cpython(work, runs):
+    prefix = Path(sys.base_prefix)
+    app = work / "cpython"
+    if not app.exists():
+        shutil.copytree(prefix, app / "python", symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "test", "tests",
+                                                      "site-packages", "*.a"))
+        ver = sysconfig.get_python_version()
+        (app / "start").write_text(
+            "#!/bin/sh\nd=\"$(dirname \"$0\")\"\n"
+            f"PYTHONHOME=\"$d/python\" exec \"$d/python/bin/python{ver}\" \"$@\"\n")
+        (app / "start").chmod(0o755)
+    b = work / "cpython.glick"
+    if not b.exists():
+        bundle(app, b)
+    args = ["-c", "import json, sqlite3, decimal"]
+    subprocess.run([app / "start", *args], check=True)
+    subprocess.run([b, *args], check=True)
+    plain = median_time(lambda: subprocess.run([app / "start", *args]), runs)
+    glick = median_time(lambda: subprocess.run([b, *args]), runs)
+    report("CPython import json, sqlite3, decimal: plain dir (ms)", plain * 1e3, "ms")
+    report("CPython import json, sqlite3, decimal: bundle (ms)", glick * 1e3, "ms")
+    report("CPython bundle / plain dir (x)", glick / plain, "x", "<= 1.25x",
+           glick / plain <= 1.25)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer runs")
+    p.add_argument("--work", default="/var/tmp/glick-bench/runtime")
+    p.add_argument("--only", choices=["launch", "read", "files", "cpython"])
+    a = p.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/runtime.py: run as root (loop mounts, the test user)")
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    quick = a.quick
+    steps = {
+        "launch": lambda: launch(work, 100 if quick else 500),
+        "read": lambda: sequential_read(work, 3 if quick else 7),
+        "files": lambda: many_files(work, 3 if quick else 7),
+        "cpython": lambda: cpython(work, 10 if quick else 40),
+    }
+    for name, step in steps.items():
+        if a.only in (None, name):
+            step()
+    print("\nsummary:")
+    print("\n".join(results))
+
+
+if __name__ == "__main__":
+    main()
