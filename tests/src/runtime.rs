@@ -222,8 +222,8 @@ pub fn test_user() -> Result<(String, u32, u32)> {
         .args(["-M", "-s", "/bin/sh", name])
         .status()
         .context("running useradd")?;
-    ensure!(status.success(), "useradd {name} failed");
-    let (uid, gid) = lookup().context("test user missing after useradd")?;
+    // Tests run in parallel: another one may have created the user meanwhile.
+    let (uid, gid) = lookup().with_context(|| format!("useradd {name} failed ({status})"))?;
     Ok((name.into(), uid, gid))
 }
 
