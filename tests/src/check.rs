@@ -4,8 +4,9 @@
 //! 1. `e2fsck -fn` exits 0; `debugfs -R stats` shows the superblock DESIGN §3 asks for.
 //! 2. The kernel (`mount -t ext2 -o loop,ro`) shows exactly the source tree: names, types,
 //!    permission bits, owners, sizes, link counts, mtimes, device numbers, symlink targets,
-//!    which names share an inode, contents, and the allocated blocks (holes stay holes; exact
-//!    `st_blocks` including indirect blocks).
+//!    which names share an inode, contents, and exactly the allocated blocks
+//!    ([`crate::tree::must_allocate`]: holes and all-zero blocks are holes; `st_blocks`
+//!    including indirect blocks).
 //! 3. `debugfs stat` of a sample of inodes agrees with the kernel.
 //! 4. glick's reader agrees with the kernel on everything, inode numbers and allocation maps
 //!    included, and with the source on contents; its API (offsets, lookups, odd reads) works.
@@ -222,7 +223,7 @@ fn run(name: &str, spec: &Spec, opts: &Build, battery: &Battery) -> Result<Outco
         let readable = |path: &[u8]| {
             exp.alloc
                 .get(path)
-                .is_some_and(|(min, _)| indirect_chain_complete(min, exp.tree[path].size, bs))
+                .is_some_and(|want| indirect_chain_complete(want, exp.tree[path].size, bs))
         };
         let skipped = exp.alloc.keys().filter(|p| !readable(p)).count();
         if skipped > 0 {

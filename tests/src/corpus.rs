@@ -9,11 +9,12 @@
 //! # Data and holes
 //!
 //! File data is written only in [`PAGE`]-aligned runs of [`PAGE`]-multiple length (the last one
-//! may stop at end of file) and never contains a zero byte. So the source filesystem
-//! (ext4/xfs/tmpfs, 4 KiB granularity) reports exactly those runs as data, and every image
-//! block inside them holds a non-zero byte: an image writer that copies `SEEK_DATA` ranges
-//! and one that leaves all-zero blocks out must allocate exactly the same blocks, and the
-//! tests can demand that exactly.
+//! may stop at end of file), so the source filesystem (ext4/xfs/tmpfs, 4 KiB granularity)
+//! reports exactly those runs as data. A file has two kinds of runs: *data* runs never contain
+//! a zero byte, so every image block inside them holds a non-zero byte and must be allocated;
+//! *zero* runs are written out as zero bytes (allocated in the source, not holes), so every
+//! image block inside them is all zero and must be a hole, as `mke2fs -d` makes it. The tests
+//! demand exactly that ([`crate::tree::must_allocate`]).
 //!
 //! # Timestamps
 //!
@@ -47,13 +48,16 @@ pub const MAX_MTIME: i64 = i32::MAX as i64;
 pub enum Kind {
     /// A directory.
     Dir,
-    /// A regular file of `size` bytes whose data runs are `data` (`(offset, len)`, PAGE-aligned,
-    /// sorted, not overlapping, within `size`); the rest is holes. `seed` picks the bytes.
+    /// A regular file of `size` bytes whose data runs are `data` and zero runs `zeros`
+    /// (`(offset, len)`, PAGE-aligned, sorted, not overlapping each other or the other kind,
+    /// within `size`); the rest is holes. `seed` picks the bytes.
     File {
         /// The file size.
         size: u64,
-        /// The data runs; everything else is a hole.
+        /// The data runs (never a zero byte).
         data: Vec<(u64, u64)>,
+        /// Runs written as zero bytes: allocated in the source, holes in an image.
+        zeros: Vec<(u64, u64)>,
         /// Seed of the (never zero) data bytes.
         seed: u64,
     },
@@ -205,7 +209,15 @@ impl Spec {
         } else {
             vec![(0, size)]
         };
-        self.add(path, Kind::File { size, data, seed })
+        self.add(
+            path,
+            Kind::File {
+                size,
+                data,
+                zeros: Vec::new(),
+                seed,
+            },
+        )
     }
 
     /// A file of `size` bytes with data only in `data` (offset, len) runs.
@@ -216,6 +228,28 @@ impl Spec {
             Kind::File {
                 size,
                 data: data.to_vec(),
+                zeros: Vec::new(),
+                seed,
+            },
+        )
+    }
+
+    /// A file of `size` bytes with data in `data` runs, zero bytes written in `zeros` runs
+    /// and holes elsewhere.
+    pub fn with_zeros(
+        &mut self,
+        path: impl AsRef<[u8]>,
+        size: u64,
+        data: &[(u64, u64)],
+        zeros: &[(u64, u64)],
+    ) -> &mut Node {
+        let seed = seed_of(path.as_ref());
+        self.add(
+            path,
+            Kind::File {
+                size,
+                data: data.to_vec(),
+                zeros: zeros.to_vec(),
                 seed,
             },
         )
@@ -272,9 +306,17 @@ impl Spec {
                 "{shown}: mtime out of range"
             );
             match &node.kind {
-                Kind::File { size, data, .. } => {
+                Kind::File {
+                    size, data, zeros, ..
+                } => {
+                    let mut runs: Vec<(u64, u64)> = data.iter().chain(zeros).copied().collect();
+                    ensure!(
+                        data.is_sorted() && zeros.is_sorted(),
+                        "{shown}: runs not sorted"
+                    );
+                    runs.sort_unstable();
                     let mut end = 0;
-                    for &(off, len) in data {
+                    for &(off, len) in &runs {
                         ensure!(
                             len > 0 && off >= end,
                             "{shown}: data runs overlap or are empty"
@@ -308,13 +350,13 @@ impl Spec {
         Ok(())
     }
 
-    /// The number of bytes of data the files hold (hard links counted once).
+    /// The number of bytes the files' data and zero runs hold (hard links counted once).
     #[must_use]
     pub fn data_bytes(&self) -> u64 {
         self.nodes
             .iter()
             .map(|n| match &n.kind {
-                Kind::File { data, .. } => data.iter().map(|r| r.1).sum(),
+                Kind::File { data, zeros, .. } => data.iter().chain(zeros).map(|r| r.1).sum(),
                 _ => 0,
             })
             .sum()
@@ -410,15 +452,28 @@ fn create(root: &Path, root_dir: &File, index: usize, node: &Node) -> Result<()>
     let path = root.join(OsStr::from_bytes(&node.path));
     let mode = Mode::from_raw_mode(0o600);
     match &node.kind {
-        Kind::File { size, data, seed } => {
+        Kind::File {
+            size,
+            data,
+            zeros,
+            seed,
+        } => {
             let file = File::create(&path)?;
             file.set_len(*size)?;
             let mut buf = vec![0u8; 1 << 20];
-            for &(off, len) in data {
+            let runs = data
+                .iter()
+                .map(|r| (r, true))
+                .chain(zeros.iter().map(|r| (r, false)));
+            for (&(off, len), is_data) in runs {
                 let mut done = 0;
                 while done < len {
                     let n = (len - done).min(buf.len() as u64) as usize;
-                    fill(*seed, off + done, &mut buf[..n]);
+                    if is_data {
+                        fill(*seed, off + done, &mut buf[..n]);
+                    } else {
+                        buf[..n].fill(0);
+                    }
                     file.write_all_at(&buf[..n], off + done)?;
                     done += n as u64;
                 }
@@ -657,6 +712,47 @@ pub mod cases {
             &[(tind - PAGE, 3 * PAGE + 7)],
         );
         s.sparse("one-byte-at-end", 10 * PAGE + 1, &[(10 * PAGE, 1)]);
+        s
+    }
+
+    /// Zeros written out (allocated in the source), which an image stores as holes: a file of
+    /// nothing but zeros, a zero page between data pages, a zero tail, zeros over exactly the
+    /// range one indirect block maps (so that indirect block must not exist), and zeros next
+    /// to source holes.
+    #[must_use]
+    pub fn zeros(block_size: u32) -> Spec {
+        let bs = u64::from(block_size);
+        let per = bs / 4;
+        let ind = 12 * bs;
+        let dind = (12 + per) * bs;
+        let mut s = Spec::new();
+        s.with_zeros("all-zeros", 5 * PAGE + 100, &[], &[(0, 5 * PAGE + 100)]);
+        s.with_zeros("all-zeros-small", 10, &[], &[(0, 10)]);
+        s.with_zeros(
+            "zero-between",
+            3 * PAGE,
+            &[(0, PAGE), (2 * PAGE, PAGE)],
+            &[(PAGE, PAGE)],
+        );
+        s.with_zeros(
+            "zero-tail",
+            5 * PAGE + 500,
+            &[(0, 2 * PAGE)],
+            &[(2 * PAGE, 3 * PAGE + 500)],
+        );
+        s.with_zeros(
+            "zeros-whole-indirect",
+            dind + PAGE,
+            &[(0, ind), (dind, PAGE)],
+            &[(ind, dind - ind)],
+        );
+        s.with_zeros(
+            "zeros-and-holes",
+            10 * PAGE,
+            &[(3 * PAGE, PAGE)],
+            &[(PAGE, PAGE), (6 * PAGE, PAGE)],
+        );
+        s.dense("dense", 3 * PAGE + 1);
         s
     }
 
@@ -925,6 +1021,9 @@ pub struct RandomParams {
     pub max_file_size: u64,
     /// Largest symlink target (keep below 1024 for trees imaged with 1 KiB blocks).
     pub max_target: usize,
+    /// Write zero pages among the data of some dense files. Off by default: an image stores
+    /// them as holes, so a tree copied out of an image is sparser than its source.
+    pub zero_pages: bool,
 }
 
 impl Default for RandomParams {
@@ -933,6 +1032,7 @@ impl Default for RandomParams {
             max_entries: 40,
             max_file_size: 80 << 20,
             max_target: 300,
+            zero_pages: false,
         }
     }
 }
@@ -1070,18 +1170,25 @@ fn build_random(raw: &[RawNode], root_perm: u32, root_mtime: i64, p: RandomParam
                     _ => r.size,
                 };
                 let dense = r.size_class < 3 && r.runs.len() % 2 == 0;
-                let data = if dense {
-                    if size == 0 {
-                        Vec::new()
+                // Some dense files have zero pages written among their data.
+                let (data, zeros) =
+                    if p.zero_pages && dense && !r.runs.is_empty() && r.mtime % 2 == 0 {
+                        let zeros = random_runs(size, &r.runs);
+                        (complement(&zeros, size), zeros)
+                    } else if dense {
+                        let data = if size == 0 {
+                            Vec::new()
+                        } else {
+                            vec![(0, size)]
+                        };
+                        (data, Vec::new())
                     } else {
-                        vec![(0, size)]
-                    }
-                } else {
-                    random_runs(size, &r.runs)
-                };
+                        (random_runs(size, &r.runs), Vec::new())
+                    };
                 Kind::File {
                     size,
                     data,
+                    zeros,
                     seed: r.size ^ r.mtime as u64,
                 }
             }
@@ -1161,6 +1268,22 @@ fn random_runs(size: u64, runs: &[(u64, u8)]) -> Vec<(u64, u64)> {
     out
 }
 
+/// The runs of `0..size` not in the sorted, disjoint `runs`.
+fn complement(runs: &[(u64, u64)], size: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &(off, len) in runs {
+        if off > at {
+            out.push((at, off - at));
+        }
+        at = off + len;
+    }
+    if at < size {
+        out.push((at, size - at));
+    }
+    out
+}
+
 /// One random tree, the same for the same seed.
 #[must_use]
 pub fn random_spec(seed: u64, params: RandomParams) -> Spec {
@@ -1206,6 +1329,9 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
         }
         for spec in [
+            cases::zeros(1024),
+            cases::zeros(2048),
+            cases::zeros(4096),
             cases::sparse_5gib(),
             cases::wide_dir(1000),
             cases::deep(500),
@@ -1216,12 +1342,26 @@ mod tests {
 
     #[test]
     fn random_specs_are_valid_and_seeded() {
+        let zeros = RandomParams {
+            zero_pages: true,
+            ..RandomParams::default()
+        };
+        let mut zero_runs = 0;
         for seed in 0..200 {
             let spec = random_spec(seed, RandomParams::default());
             spec.validate()
                 .unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
             assert_eq!(spec, random_spec(seed, RandomParams::default()));
+            let spec = random_spec(seed, zeros);
+            spec.validate()
+                .unwrap_or_else(|e| panic!("seed {seed} with zero pages: {e:#}"));
+            for n in &spec.nodes {
+                if let Kind::File { zeros, .. } = &n.kind {
+                    zero_runs += zeros.len();
+                }
+            }
         }
+        assert!(zero_runs > 50, "random trees hold {zero_runs} zero runs");
     }
 
     #[test]

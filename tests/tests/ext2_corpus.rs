@@ -179,6 +179,143 @@ fn holes_auto() -> Result<()> {
 }
 
 #[test]
+fn zeros_1k() -> Result<()> {
+    check("zeros-1024", &cases::zeros(1024), &with_block_size(1024))
+}
+
+#[test]
+fn zeros_2k() -> Result<()> {
+    check("zeros-2048", &cases::zeros(2048), &with_block_size(2048))
+}
+
+#[test]
+fn zeros_4k() -> Result<()> {
+    check("zeros-4096", &cases::zeros(4096), &with_block_size(4096))
+}
+
+#[test]
+fn zeros_auto() -> Result<()> {
+    check("zeros-auto", &cases::zeros(1024), &auto())
+}
+
+/// Written zeros become holes and data is never dropped, as the kernel sees it (`SEEK_DATA`
+/// and `st_blocks` through a loop mount), worked out here by hand rather than by
+/// `must_allocate`; and the allocation check fails when an image keeps a zero block or drops
+/// a data block.
+#[test]
+fn zero_blocks_are_holes_and_data_blocks_stay() -> Result<()> {
+    use glick_tests::oracle::Mount;
+    use glick_tests::tree::{View as _, check_alloc};
+    for bs in corpus::BLOCK_SIZES {
+        let b = u64::from(bs);
+        let per_page = PAGE / b;
+        let spec = cases::zeros(bs);
+        let tree = TempTree::new(&spec, Variant::default())?;
+        let built = build(
+            &tree.root,
+            &with_block_size(bs),
+            &tree.dir.path().join("image.ext2"),
+        )?;
+        e2fsck(&built.path)?;
+        let exp = expected(
+            &tree.root,
+            Expect {
+                block_size: b,
+                ..Expect::default()
+            },
+        )?;
+        let mount = Mount::new(&built.path)?;
+        let snap = mount.view("kernel", b).snapshot()?;
+        mount.unmount()?;
+        let seen = |name: &str| -> Result<(Vec<(u64, u64)>, u64)> {
+            let e = snap.get(name.as_bytes()).context(name.to_owned())?;
+            Ok((
+                e.alloc.clone().context("alloc")?,
+                e.blocks.context("blocks")?,
+            ))
+        };
+        let sectors = b / 512;
+        ensure!(
+            seen("all-zeros")? == (vec![], 0),
+            "{bs}: all-zeros allocated"
+        );
+        ensure!(
+            seen("all-zeros-small")? == (vec![], 0),
+            "{bs}: all-zeros-small allocated"
+        );
+        ensure!(
+            seen("zero-between")?
+                == (
+                    vec![(0, per_page), (2 * per_page, 3 * per_page)],
+                    2 * per_page * sectors
+                ),
+            "{bs}: zero-between: {:?}",
+            seen("zero-between")?
+        );
+        ensure!(
+            seen("zero-tail")? == (vec![(0, 2 * per_page)], 2 * per_page * sectors),
+            "{bs}: zero-tail: {:?}",
+            seen("zero-tail")?
+        );
+        // Data blocks 0..12 and the page after the indirect range; no indirect block, one
+        // double-indirect block and the one indirect block under it.
+        let dind = 12 + b / 4;
+        ensure!(
+            seen("zeros-whole-indirect")?
+                == (
+                    vec![(0, 12), (dind, dind + per_page)],
+                    (12 + per_page + 2) * sectors
+                ),
+            "{bs}: zeros-whole-indirect: {:?}",
+            seen("zeros-whole-indirect")?
+        );
+        // At 1 KiB blocks that data page is mapped through the indirect block.
+        let indirect = u64::from(4 * per_page > 12);
+        ensure!(
+            seen("zeros-and-holes")?
+                == (
+                    vec![(3 * per_page, 4 * per_page)],
+                    (per_page + indirect) * sectors
+                ),
+            "{bs}: zeros-and-holes: {:?}",
+            seen("zeros-and-holes")?
+        );
+        let dense_blocks = (3 * PAGE + 1).div_ceil(b);
+        ensure!(
+            seen("dense")?
+                == (
+                    vec![(0, dense_blocks)],
+                    (dense_blocks + u64::from(dense_blocks > 12)) * sectors
+                ),
+            "{bs}: dense: {:?}",
+            seen("dense")?
+        );
+        assert_no_diffs("kernel", &check_alloc(&exp, "kernel", &snap, true))?;
+
+        // The check is not vacuous: a kept zero block and a dropped data block are reported.
+        let mut kept = snap.clone();
+        let e = kept.get_mut(b"zero-between".as_slice()).context("entry")?;
+        e.alloc = Some(vec![(0, 3 * per_page)]);
+        e.blocks = Some(3 * per_page * sectors);
+        let diffs = check_alloc(&exp, "tampered", &kept, true);
+        ensure!(
+            diffs.len() == 2 && diffs.iter().all(|d| d.starts_with("/zero-between:")),
+            "{bs}: a kept zero block was not reported exactly: {diffs:?}"
+        );
+        let mut dropped = snap.clone();
+        let e = dropped.get_mut(b"dense".as_slice()).context("entry")?;
+        e.alloc = Some(vec![(0, dense_blocks - 1)]);
+        e.blocks = Some((dense_blocks - 1 + u64::from(dense_blocks - 1 > 12)) * sectors);
+        let diffs = check_alloc(&exp, "tampered", &dropped, true);
+        ensure!(
+            diffs.len() == 2 && diffs.iter().all(|d| d.starts_with("/dense:")),
+            "{bs}: a dropped data block was not reported exactly: {diffs:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn symlinks_1k() -> Result<()> {
     check(
         "symlinks-1024",
@@ -430,6 +567,7 @@ fn oracles_accept_mke2fs_images() -> Result<()> {
     ];
     for bs in corpus::BLOCK_SIZES {
         specs.push((bs, cases::holes(bs)));
+        specs.push((bs, cases::zeros(bs)));
         specs.push((bs, cases::block_boundaries(bs)));
     }
     for (bs, spec) in specs {
@@ -478,8 +616,8 @@ fn oracles_accept_mke2fs_images() -> Result<()> {
         let e4 = Ext4View::open(&img)?;
         let esnap = e4.snapshot()?;
         let readable = |path: &[u8]| {
-            exp.alloc.get(path).is_some_and(|(min, _)| {
-                glick_tests::tree::indirect_chain_complete(min, exp.tree[path].size, u64::from(bs))
+            exp.alloc.get(path).is_some_and(|want| {
+                glick_tests::tree::indirect_chain_complete(want, exp.tree[path].size, u64::from(bs))
             })
         };
         assert_no_diffs(

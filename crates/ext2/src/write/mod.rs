@@ -17,9 +17,15 @@
 //!
 //! ext2 revision 1 with the `filetype`, `sparse_super` and `large_file` features, 128-byte
 //! inodes, no journal, no resize inode, no reserved blocks, and an empty `lost+found` (or the
-//! source's own) so that `e2fsck -fn` is clean. Every kind of entry a Linux tree holds: files
-//! (holes stay holes, data blocks stay allocated), directories, fast and slow symlinks, hard
-//! links (one inode, the number of links inside the tree), fifos, sockets and devices.
+//! source's own) so that `e2fsck -fn` is clean. Every kind of entry a Linux tree holds: files,
+//! directories, fast and slow symlinks, hard links (one inode, the number of links inside the
+//! tree), fifos, sockets and devices.
+//!
+//! A file's allocated blocks are the blocks of its source data (`SEEK_DATA`) that hold a
+//! non-zero byte: source holes stay holes and every all-zero block becomes one too, as
+//! `mke2fs -d` does; an indirect block is allocated only where it maps a data block. The scan
+//! reads each file's data once to find its zero blocks (the layout needs their count before
+//! it places anything) and the writer reads it again to copy it.
 //!
 //! # Determinism
 //!
@@ -27,9 +33,9 @@
 //! is contiguous except where group metadata interrupts it. Nothing depends on the clock:
 //! each inode's atime, ctime and mtime are the source's mtime (clamped to `SOURCE_DATE_EPOCH`
 //! when set); the superblock's times are `SOURCE_DATE_EPOCH`, or 0 when it is not set. The UUID
-//! and directory hash seed are a SHA-256 of the tree's names and metadata (not the file
-//! contents, which would mean reading every file twice). Timestamps outside the signed 32-bit
-//! range ext2 holds are clamped to it.
+//! and directory hash seed are a SHA-256 of the tree's names, metadata and the positions of
+//! each file's non-zero data (not the file contents: hashing them would cost more than the
+//! rest of the build). Timestamps outside the signed 32-bit range ext2 holds are clamped to it.
 //!
 //! # Errors
 //!

@@ -3,9 +3,15 @@
 //! The walk is breadth-first with an explicit queue (no recursion, so a tree 500 or 50,000
 //! levels deep costs no stack), reads each directory once, sorts its names by bytes and
 //! `statx`es each entry relative to its directory's descriptor; paths longer than the
-//! kernel's `PATH_MAX` are opened piece by piece ([`open_path`]). Symlinks are never followed. Regular files
-//! are not opened here unless their block count says they may be sparse, in which case their
-//! data ranges are found with `SEEK_DATA`/`SEEK_HOLE`.
+//! kernel's `PATH_MAX` are opened piece by piece ([`open_path`]). Symlinks are never followed.
+//!
+//! Every non-empty regular file is read once here, because the layout must know before it
+//! places the first block which blocks will be holes: the source's own holes (found with
+//! `SEEK_DATA`/`SEEK_HOLE` when the block count says the file may be sparse, and not read)
+//! and every all-zero block of its data, which the image stores as a hole too, as
+//! `mke2fs -d` does. Zeros are found at the grain of the smallest block size
+//! ([`ZERO_GRAIN`]), so one scan serves every block size the planner tries. The writer reads
+//! the data again when it copies it (from the page cache, for trees that fit in memory).
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
@@ -25,6 +31,13 @@ pub(crate) const MAX_NAME_LEN: usize = 255;
 /// The most links an ext2 inode may have (the kernel's `EXT2_LINK_MAX`).
 pub(crate) const LINK_MAX: u32 = 32_000;
 
+/// The granularity at which all-zero data is found: the smallest block size the writer uses,
+/// so that a block of any size is all zero exactly when each of its grains is.
+pub(crate) const ZERO_GRAIN: u64 = 1024;
+
+/// Bytes read at a time while looking for zeros (a multiple of [`ZERO_GRAIN`]).
+const READ_CHUNK: usize = 256 << 10;
+
 /// Node index of the root directory (inode 2).
 pub(crate) const ROOT: u32 = 0;
 /// Node index of `lost+found` (inode 11, the first non-reserved inode).
@@ -38,8 +51,12 @@ pub(crate) const S_IFDIR: u32 = 0o040_000;
 /// What an inode holds.
 #[derive(Debug)]
 pub(crate) enum Kind {
-    /// A regular file of `size` bytes whose data lies in the sorted, disjoint byte ranges
-    /// `data` (everything else is a hole).
+    /// A regular file of `size` bytes whose non-zero bytes all lie in the sorted, disjoint,
+    /// non-touching byte ranges `data`. Each range starts and ends on a [`ZERO_GRAIN`]
+    /// boundary or at a boundary of the source's data (the end of the file included), and
+    /// every grain it touches holds a non-zero byte; everything else (source holes, all-zero
+    /// grains) reads as zeros. So at any block size the blocks `data` touches are exactly
+    /// the blocks that are not all zero.
     File {
         size: u64,
         data: Vec<Range<u64>>,
@@ -189,6 +206,7 @@ pub(crate) fn scan(source: &Path, options: &Options) -> Result<Tree, Error> {
         nodes: Vec::new(),
         entries: Vec::new(),
         hard_links: HashMap::new(),
+        buf: Vec::new(),
     };
     let root = walk.node_from(
         &root_meta,
@@ -223,6 +241,8 @@ struct Walk<'a> {
     entries: Vec<Entry>,
     /// (st_dev, st_ino) → node, for non-directories with more than one link.
     hard_links: HashMap<((u32, u32), u64), u32>,
+    /// Scratch space for reading file data.
+    buf: Vec<u8>,
 }
 
 impl Walk<'_> {
@@ -351,20 +371,33 @@ impl Walk<'_> {
         let kind = match file_type {
             FileType::RegularFile => {
                 let size = meta.size;
-                let data = if meta.blocks.saturating_mul(512) < size {
+                let data = if size > 0 {
                     let file = rustix::fs::openat(
                         dir,
                         name,
-                        OFlags::RDONLY | OFlags::CLOEXEC,
+                        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOATIME,
                         Mode::empty(),
                     )
+                    .or_else(|e| match e {
+                        // O_NOATIME is only for the file's owner (or root).
+                        rustix::io::Errno::PERM => rustix::fs::openat(
+                            dir,
+                            name,
+                            OFlags::RDONLY | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        ),
+                        e => Err(e),
+                    })
                     .map_err(|e| Error::io(&path, e.into()))?;
-                    data_ranges(&file, &path, size)?
-                } else if size > 0 {
-                    vec![Range {
-                        start: 0,
-                        end: size,
-                    }]
+                    let source = if meta.blocks.saturating_mul(512) < size {
+                        data_ranges(&file, &path, size)?
+                    } else {
+                        vec![Range {
+                            start: 0,
+                            end: size,
+                        }]
+                    };
+                    nonzero_ranges(&file, &path, &source, &mut self.buf)?
                 } else {
                     Vec::new()
                 };
@@ -424,4 +457,83 @@ fn data_ranges(file: &OwnedFd, path: &Path, size: u64) -> Result<Vec<Range<u64>>
         offset = end;
     }
     Ok(ranges)
+}
+
+/// The parts of the source's data ranges that are not all zero, at [`ZERO_GRAIN`]
+/// granularity (see [`Kind::File`]). Reads each range once, through `buf`.
+fn nonzero_ranges(
+    file: &OwnedFd,
+    path: &Path,
+    source: &[Range<u64>],
+    buf: &mut Vec<u8>,
+) -> Result<Vec<Range<u64>>, Error> {
+    buf.resize(READ_CHUNK, 0);
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for range in source {
+        let mut offset = range.start;
+        while offset < range.end {
+            // Read up to a grain boundary, so the grains below are aligned to the file.
+            let end = (offset - offset % ZERO_GRAIN + READ_CHUNK as u64).min(range.end);
+            let len = (end - offset) as usize;
+            read_exact_at(file, path, &mut buf[..len], offset)?;
+            let mut at = offset;
+            for grain in grains(&buf[..len], offset) {
+                let next = at + grain.len() as u64;
+                if !is_zero(grain) {
+                    match out.last_mut() {
+                        Some(last) if last.end == at => last.end = next,
+                        _ => out.push(at..next),
+                    }
+                }
+                at = next;
+            }
+            offset = end;
+        }
+    }
+    Ok(out)
+}
+
+/// Splits `bytes`, which start at file offset `offset`, at the [`ZERO_GRAIN`] boundaries.
+fn grains(bytes: &[u8], offset: u64) -> impl Iterator<Item = &[u8]> {
+    let first = ((ZERO_GRAIN - offset % ZERO_GRAIN) as usize).min(bytes.len());
+    let (head, rest) = bytes.split_at(first);
+    (!head.is_empty())
+        .then_some(head)
+        .into_iter()
+        .chain(rest.chunks(ZERO_GRAIN as usize))
+}
+
+/// Whether every byte is zero. Data nearly always has a non-zero byte in its first few, so
+/// that is tried first; the rest is OR-ed in word-sized steps the compiler vectorises.
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
+    let (head, rest) = bytes.split_at(bytes.len().min(16));
+    head.iter().all(|&b| b == 0)
+        && rest
+            .chunks(64)
+            .all(|chunk| chunk.iter().fold(0u8, |acc, &b| acc | b) == 0)
+}
+
+/// Reads `buf.len()` bytes at `offset`; a file that ends sooner has changed since its `statx`.
+fn read_exact_at(
+    file: &OwnedFd,
+    path: &Path,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> Result<(), Error> {
+    while !buf.is_empty() {
+        match rustix::io::pread(file, &mut *buf, offset) {
+            Ok(0) => {
+                return Err(Error::Changed {
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::io(path, e.into())),
+        }
+    }
+    Ok(())
 }

@@ -339,3 +339,183 @@ fn a_file_that_changes_is_reported() {
     let err = image.write_to(&out, &mut |_, _| {}).expect_err("changed");
     assert!(matches!(err, Error::Changed { .. }), "{err}");
 }
+
+/// Writes `bytes` at each offset of a new file of `size` bytes: what is written is allocated
+/// in the source even where it is zeros; the rest is a hole.
+fn write_bytes(path: &Path, size: u64, writes: &[(u64, Vec<u8>)]) {
+    let f = File::create(path).expect("create file");
+    f.set_len(size).expect("set_len");
+    for (offset, bytes) in writes {
+        std::os::unix::fs::FileExt::write_all_at(&f, bytes, *offset).expect("write");
+    }
+}
+
+fn ones(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 + 1).collect()
+}
+
+/// The blocks of a `bs`-byte block size that hold a non-zero byte of `content`: what the
+/// image must allocate (holes and all-zero blocks are left out, as `mke2fs -d` does).
+fn nonzero_blocks(content: &[u8], bs: usize) -> Vec<u64> {
+    content
+        .chunks(bs)
+        .enumerate()
+        .filter(|(_, block)| block.iter().any(|&b| b != 0))
+        .map(|(i, _)| i as u64)
+        .collect()
+}
+
+#[test]
+fn all_zero_blocks_become_holes_at_every_block_size() {
+    use crate::{Ext2, InodeNo};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    let k = 1024u64;
+    // Zeros written out (allocated in the source, not sparse).
+    write_bytes(&src.join("all-zeros"), 10_000, &[(0, vec![0; 10_000])]);
+    write_bytes(&src.join("zero-byte"), 1, &[(0, vec![0])]);
+    // A zero 4 KiB block between data blocks.
+    let mut middle = ones(4096);
+    middle.extend(vec![0; 4096]);
+    middle.extend(ones(4096));
+    write_bytes(&src.join("zero-middle"), 3 * 4096, &[(0, middle)]);
+    // Data, then a zero tail that ends in a partial block.
+    let mut tail = ones(5000);
+    tail.extend(vec![0; 9000]);
+    write_bytes(&src.join("zero-tail"), 14_000, &[(0, tail)]);
+    // Zeros over exactly the single-indirect block's range at 1 KiB blocks (blocks 12..268),
+    // data on both sides: no indirect block there.
+    let mut ind = ones(12 * 1024);
+    ind.extend(vec![0; 256 * 1024]);
+    ind.extend(ones(2048));
+    write_bytes(&src.join("zero-indirect"), 270 * k, &[(0, ind)]);
+    // One non-zero byte in the fourth 1 KiB of a 4 KiB block, and at the very end.
+    let mut grain = vec![0u8; 8192];
+    grain[3000] = 7;
+    grain[8191] = 9;
+    write_bytes(&src.join("grain"), 8192, &[(0, grain)]);
+    // Source holes and written zeros mixed.
+    write_bytes(
+        &src.join("mixed"),
+        1 << 20,
+        &[
+            (0, vec![0; 8192]),
+            (8192, ones(1)),
+            (500_000, vec![0; 100_000]),
+            (700_000, ones(3000)),
+        ],
+    );
+
+    let names = [
+        "all-zeros",
+        "zero-byte",
+        "zero-middle",
+        "zero-tail",
+        "zero-indirect",
+        "grain",
+        "mixed",
+    ];
+    for bs in [1024u32, 2048, 4096] {
+        let options = Options {
+            block_size: BlockSize::new(bs),
+            ..Options::default()
+        };
+        let image = Image::scan(&src, &options).expect("scan");
+        let path = dir.path().join(format!("zeros-{bs}"));
+        let bytes = write_image(&image, &path);
+        // Clean (i_blocks included) and minimal: no block allocated that is not needed.
+        let summary = e2fsck(&path);
+        let (_, (used, blocks)) = usage(&summary);
+        assert_eq!(used, blocks, "{bs}: {summary}");
+        let fs = Ext2::open(bytes).expect("open image");
+        for name in names {
+            let content = fs::read(src.join(name)).expect("read source");
+            let ino = fs
+                .lookup(InodeNo::ROOT, name.as_bytes())
+                .expect("lookup")
+                .expect("present");
+            let inode = fs.inode(ino).expect("inode");
+            let map = fs.file_blocks(ino, &inode).expect("block map");
+            let allocated: Vec<u64> = map
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.is_some())
+                .map(|(i, _)| i as u64)
+                .collect();
+            assert_eq!(
+                allocated,
+                nonzero_blocks(&content, bs as usize),
+                "{name} at {bs}-byte blocks"
+            );
+            let mut back = vec![0u8; content.len()];
+            let n = fs.read(ino, &inode, 0, &mut back).expect("read back");
+            assert_eq!(n, content.len(), "{name}");
+            assert!(back == content, "{name} at {bs}: contents differ");
+        }
+        // Data blocks plus one single-indirect block: none for the zero range at 1 KiB.
+        let ino = fs
+            .lookup(InodeNo::ROOT, b"zero-indirect")
+            .expect("lookup")
+            .expect("present");
+        let inode = fs.inode(ino).expect("inode");
+        if bs == 1024 {
+            assert_eq!(inode.block[12], 0, "an indirect block mapping only zeros");
+            assert_eq!(u64::from(inode.blocks), (12 + 2 + 2) * 2);
+        }
+    }
+}
+
+#[test]
+fn zero_grains_are_found_wherever_reads_split() {
+    use super::scan::{ZERO_GRAIN, is_zero};
+    assert!(is_zero(&[]));
+    assert!(is_zero(&[0; 1000]));
+    for at in [0usize, 15, 16, 17, 63, 64, 999] {
+        let mut b = vec![0u8; 1000];
+        b[at] = 1;
+        assert!(!is_zero(&b), "non-zero byte at {at}");
+    }
+    // A file whose non-zero bytes straddle the scan's read size: every grain with one of them
+    // is allocated at 1 KiB, and nothing else.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    let size = 600 * ZERO_GRAIN as usize + 10;
+    let mut content = vec![0u8; size];
+    for at in [
+        0,
+        1023,
+        1024,
+        256 * 1024 - 1,
+        256 * 1024,
+        512 * 1024 + 5,
+        size - 1,
+    ] {
+        content[at] = 0xff;
+    }
+    write_bytes(&src.join("f"), size as u64, &[(0, content.clone())]);
+    let image = Image::scan(
+        &src,
+        &Options {
+            block_size: BlockSize::new(1024),
+            ..Options::default()
+        },
+    )
+    .expect("scan");
+    let bytes = write_image(&image, &dir.path().join("img"));
+    e2fsck(&dir.path().join("img"));
+    let fs = crate::Ext2::open(bytes).expect("open");
+    let ino = fs
+        .lookup(crate::InodeNo::ROOT, b"f")
+        .expect("lookup")
+        .expect("present");
+    let inode = fs.inode(ino).expect("inode");
+    let allocated: Vec<u64> = (fs.file_blocks(ino, &inode).expect("map").iter())
+        .enumerate()
+        .filter(|(_, b)| b.is_some())
+        .map(|(i, _)| i as u64)
+        .collect();
+    assert_eq!(allocated, [0, 1, 255, 256, 512, 600]);
+    assert_eq!(allocated, nonzero_blocks(&content, 1024));
+}
