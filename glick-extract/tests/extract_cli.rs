@@ -132,8 +132,13 @@ fn parts_come_out_byte_for_byte() {
         ok(d, &["--desktop-file", "app.glick", "-"]).as_bytes(),
         DESKTOP
     );
-    ok(d, &["--thumbnail", "app.glick", "thumb.png", "128"]);
-    assert_eq!(fs::read(d.join("thumb.png")).expect("read"), ICON);
+    // The icon is copied byte for byte, never decoded; a thumbnail decodes it.
+    fails(
+        d,
+        &["--thumbnail", "app.glick", "thumb.png", "128"],
+        "app.glick: .xdg.icon.48: not a valid PNG image: deco chunk appeared before IHDR chunk",
+    );
+    assert!(!d.join("thumb.png").exists());
     // Replacing an existing target is fine; the bundle itself is not.
     ok(d, &["--icon", "app.glick", "icon.png"]);
     fails(

@@ -8,6 +8,8 @@
 
 #![deny(unsafe_code)]
 
+mod cli;
+mod generate;
 mod passwd;
 
 use std::ffi::OsString;
@@ -18,23 +20,7 @@ use std::process::{Command, ExitCode};
 
 use glick_fuse::launch::{self, Image, Options};
 
-const USAGE: &str = "usage: glick-shell DIRECTORY|GLICK [PROGRAM [ARGS...]]";
-
-const HELP: &str = "\
-glick-shell: run a program with /proc/self/fd/1023 on a directory or a glick bundle
-
-usage: glick-shell DIRECTORY|GLICK [PROGRAM [ARGS...]]
-
-With a DIRECTORY, fd 1023 is that directory. With a GLICK bundle, its image is
-mounted as the bundle would mount it (GLICK_MOUNT and GLICK_DEBUG apply) and
-fd 1023 is the image's root; the mount goes away when the program and all its
-children are gone. GLICKROOT=/proc/self/fd/1023 and GLICK_DIR (the real path)
-are set, and GLICK for a bundle. PROGRAM defaults to your login shell.
-
-options:
-  -h, --help       show this help
-  -V, --version    show the version
-";
+use crate::cli::USAGE;
 
 /// Why glick-shell stopped, with its exit status.
 struct Failure {
@@ -50,7 +36,11 @@ fn fail(code: u8, message: impl Into<String>) -> Failure {
 }
 
 fn main() -> ExitCode {
-    match run(std::env::args_os().skip(1).collect()) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(code) = generate::handle(&args, cli::command) {
+        return code;
+    }
+    match run(args.into_iter().skip(1).collect()) {
         Ok(code) => code,
         Err(failure) => {
             eprintln!("glick-shell: {}", failure.message);
@@ -61,22 +51,29 @@ fn main() -> ExitCode {
 
 fn run(args: Vec<OsString>) -> Result<ExitCode, Failure> {
     let Some(target) = args.first() else {
-        return Err(fail(2, USAGE));
+        return Err(fail(2, format!("usage: {USAGE}")));
     };
     match target.as_encoded_bytes() {
-        b"-h" | b"--help" => {
-            print!("{HELP}");
+        b"-h" => {
+            print!("{}", cli::command().render_help());
+            return Ok(ExitCode::SUCCESS);
+        }
+        b"--help" => {
+            print!("{}", cli::command().render_long_help());
             return Ok(ExitCode::SUCCESS);
         }
         b"-V" | b"--version" => {
             println!("glick-shell {}", env!("CARGO_PKG_VERSION"));
             return Ok(ExitCode::SUCCESS);
         }
-        b"--" => return Err(fail(2, USAGE)),
+        b"--" => return Err(fail(2, format!("usage: {USAGE}"))),
         t if t.starts_with(b"-") => {
             return Err(fail(
                 2,
-                format!("unknown option {}\n{USAGE}", target.to_string_lossy()),
+                format!(
+                    "unknown option {}\nusage: {USAGE}",
+                    target.to_string_lossy()
+                ),
             ));
         }
         _ => {}

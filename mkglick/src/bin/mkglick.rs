@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use glick_bundle::Writer;
 use glick_bundle::desktop_entry::DesktopEntry;
 use glick_ext2::write::Image;
@@ -60,7 +60,11 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    let args: Vec<_> = std::env::args_os().collect();
+    if let Some(code) = mkglick::generate::handle(&args, Cli::command) {
+        return code;
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mkglick: {e:#}");
@@ -69,8 +73,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn run(args: Vec<std::ffi::OsString>) -> anyhow::Result<()> {
+    let cli = Cli::parse_from(args);
     let input_meta = fs::metadata(&cli.input).map_err(|e| path_error(&cli.input, &e))?;
     refuse_overwriting_inputs(&cli)?;
 
