@@ -15,6 +15,9 @@
 //! | 127 | the image has no `start` |
 //!
 //! Anything else is the app's own exit status.
+//!
+//! A failure that keeps the app from starting is also shown as a desktop
+//! notification when no terminal is attached ([`notify`], [`crate::notify`]).
 
 use std::fmt;
 use std::io;
@@ -98,21 +101,11 @@ impl fmt::Display for Failure {
 }
 
 /// With no terminal to print on (a double-click), also show the error as a
-/// desktop notification when `notify-send` and a display are there.
+/// desktop notification (see [`crate::notify`] for when and how): the
+/// summary names the file the user clicked, the body is the same cause as
+/// the stderr line `{name}: {failure}`.
 pub(crate) fn notify(name: &str, failure: &Failure) {
-    use std::io::IsTerminal;
-    if !failure.starts_nothing() || std::io::stderr().is_terminal() {
-        return;
+    if failure.starts_nothing() {
+        crate::notify::failure(&format!("{name} cannot start"), &failure.to_string());
     }
-    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
-        return;
-    }
-    let _ = std::process::Command::new("notify-send")
-        .args(["--app-name=glick", "--icon=dialog-error"])
-        .arg(format!("{name} cannot start"))
-        .arg(failure.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
 }

@@ -8,6 +8,7 @@
 
 mod exit;
 mod note;
+mod notify;
 mod options;
 
 use std::ffi::OsString;

@@ -9,11 +9,14 @@
 //! - [`ours`]: glick's own reader as a view of the tree, plus checks of its API.
 //! - [`check`]: the whole battery of oracles for one tree ([`check::check_spec`]).
 //! - [`tools`]: running external tools; failing clearly when one is missing.
+//! - [`desktop`]: a private X display, session bus, notification daemon and file manager,
+//!   screenshots, and the thumbnail cache.
 //!
 //! Add a module by adding one `pub mod` line below.
 
 pub mod check;
 pub mod corpus;
+pub mod desktop;
 pub mod image;
 pub mod oracle;
 pub mod ours;
