@@ -403,14 +403,19 @@ fn start_server(
         Ok(p) => p,
         Err(e) => return Err(abandon(sys_err("pipe")(e.into()))),
     };
+    let fuse_fd = fuse.as_raw_fd();
+    let session = match server::handshake(fs, fuse) {
+        Ok(session) => session,
+        Err(e) => return Err(abandon(Error::Serve(e))),
+    };
     match sys::double_fork() {
         Err(e) => return Err(abandon(sys_err("fork")(e))),
         Ok(Side::Helper) => {
             drop(keep_w);
             drop(alive_r);
             server::serve(ServerParts {
-                fs,
-                fuse,
+                session,
+                fuse_fd,
                 keepalive: keep_r,
                 alive: alive_w,
                 mountpoint,
@@ -423,10 +428,9 @@ fn start_server(
     // Only the server may hold the device and the pipe ends it watches:
     // if it dies, the connection aborts and the open below fails instead of
     // hanging.
-    drop(fuse);
+    drop(session);
     drop(keep_r);
     drop(alive_w);
-    drop(fs);
     let fd = rustix::fs::open(
         &mountpoint,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,

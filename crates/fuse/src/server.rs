@@ -59,10 +59,24 @@ pub(crate) fn become_daemon(keep: &[RawFd]) {
     let _ = rustix::process::chdir("/");
 }
 
+/// The FUSE session for `fs` on the mounted `fuse` descriptor, its `INIT`
+/// handshake done. The launcher calls this *before* forking the helper:
+/// the kernel queued `INIT` at mount time, answering it takes a few
+/// microseconds, and the helper then starts serving the app's first
+/// lookups at once instead of first finishing its own setup.
+pub(crate) fn handshake<R: ReadAt + 'static>(
+    fs: ImageFs<R>,
+    fuse: OwnedFd,
+) -> std::io::Result<Session<ImageFs<R>>> {
+    let mut config = Config::default();
+    config.n_threads = Some(SERVER_THREADS);
+    Session::from_fd(fs, fuse, SessionACL::Owner, config)
+}
+
 /// What the FUSE helper needs; everything else was closed.
-pub(crate) struct ServerParts<R: ReadAt> {
-    pub(crate) fs: ImageFs<R>,
-    pub(crate) fuse: OwnedFd,
+pub(crate) struct ServerParts<R: ReadAt + 'static> {
+    pub(crate) session: Session<ImageFs<R>>,
+    pub(crate) fuse_fd: RawFd,
     pub(crate) keepalive: OwnedFd,
     pub(crate) alive: OwnedFd,
     pub(crate) mountpoint: PathBuf,
@@ -73,20 +87,15 @@ pub(crate) struct ServerParts<R: ReadAt> {
 /// The FUSE helper's whole life. Never returns.
 pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
     let ServerParts {
-        fs,
-        fuse,
+        session,
+        fuse_fd,
         keepalive,
         alive,
         mountpoint,
         rung,
         image_fd,
     } = parts;
-    become_daemon(&[
-        fuse.as_raw_fd(),
-        keepalive.as_raw_fd(),
-        alive.as_raw_fd(),
-        image_fd,
-    ]);
+    become_daemon(&[fuse_fd, keepalive.as_raw_fd(), alive.as_raw_fd(), image_fd]);
     let watched = mountpoint.clone();
     let watcher = std::thread::Builder::new()
         .name("keepalive".into())
@@ -98,11 +107,7 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
     if watcher.is_err() {
         sys::exit_now(1);
     }
-    let mut config = Config::default();
-    config.n_threads = Some(SERVER_THREADS);
-    if let Ok(session) = Session::from_fd(fs, fuse, SessionACL::Owner, config) {
-        let _ = session.run();
-    }
+    let _ = session.run();
     // The kernel let go of the filesystem (or it never came up): make sure
     // the mountpoint does not outlive us.
     let _ = std::fs::remove_dir(&mountpoint);
