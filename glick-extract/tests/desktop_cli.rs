@@ -187,7 +187,7 @@ fn thumbnails_are_whole_factor_enlargements() {
     let canonical = fs::canonicalize(d.join("app.glick")).expect("canonicalize");
     let uri = format!("file://{}", canonical.display());
     assert!(
-        !uri.contains(|c: char| c == ' ' || c == '%'),
+        !uri.contains([' ', '%']),
         "the test's path needs no escaping: {uri}"
     );
     let mtime = fs::metadata(&canonical).expect("stat").mtime().to_string();

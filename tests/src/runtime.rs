@@ -35,22 +35,23 @@ fn cargo_build(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The stub as it ships: `cargo build -p glick-stub --profile stub --target
-/// x86_64-unknown-linux-musl`, built once per test process.
+/// The stub as it ships: the very file `mkglick`'s build script builds (size flags, linker
+/// and all) and embeds, at `<target>/glick-stub/x86_64-unknown-linux-musl/stub/glick-stub`.
+/// Built once per test process by building `mkglick`.
 pub fn stub() -> Result<PathBuf> {
     static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            cargo_build(&[
-                "-p",
-                "glick-stub",
-                "--profile",
-                "stub",
-                "--target",
-                "x86_64-unknown-linux-musl",
-            ])
-            .map_err(|e| format!("{e:#}"))?;
-            Ok(target_dir().join("x86_64-unknown-linux-musl/stub/glick-stub"))
+            cargo_build(&["-p", "mkglick", "--bin", "mkglick"]).map_err(|e| format!("{e:#}"))?;
+            let stub = target_dir().join("glick-stub/x86_64-unknown-linux-musl/stub/glick-stub");
+            if stub.is_file() {
+                Ok(stub)
+            } else {
+                Err(format!(
+                    "{}: not built by mkglick's build script (is the musl target installed?)",
+                    stub.display()
+                ))
+            }
         })
         .clone()
         .map_err(anyhow::Error::msg)
