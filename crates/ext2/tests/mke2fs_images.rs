@@ -4,22 +4,25 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::{assert_same_tree, make_tree, mke2fs, run};
 use glick_ext2::{Error, Ext2, FileRegion, InodeNo, Unsupported, inode::flags};
-use tempfile::TempDir;
 
-/// One source tree for all the tests (it is only read).
+/// One source tree for all the tests (it is only read). A static is never dropped, so the
+/// tree lives in cargo's per-target scratch directory, remade by each run, not in /tmp.
 fn tree() -> &'static Path {
-    static TREE: OnceLock<TempDir> = OnceLock::new();
+    static TREE: OnceLock<PathBuf> = OnceLock::new();
     TREE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        make_tree(dir.path(), true);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mke2fs-images-tree");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).expect("removing the previous run's tree");
+        }
+        std::fs::create_dir_all(&dir).expect("creating the tree's directory");
+        make_tree(&dir, true);
         dir
     })
-    .path()
 }
 
 #[derive(Clone, Copy, PartialEq)]
