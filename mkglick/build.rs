@@ -77,6 +77,7 @@ fn run() -> Result<(), String> {
         "stub",
         "crates/ext2",
         "crates/fuse",
+        "crates/tree",
         "crates/bundle",
         "Cargo.toml",
         "Cargo.lock",

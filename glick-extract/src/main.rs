@@ -14,7 +14,6 @@ mod generate;
 mod info;
 mod output;
 mod thumbnail;
-mod tree;
 
 use std::fs::File;
 use std::path::PathBuf;

@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail};
 use glick_bundle::{Bundle, Part};
 use glick_ext2::{Ext2, FileRegion};
 
-use crate::tree;
+use glick_tree as tree;
 
 /// An `io::Error`'s message without the " (os error N)" suffix std adds.
 pub fn io_cause(e: &io::Error) -> String {

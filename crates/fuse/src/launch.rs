@@ -139,7 +139,7 @@ pub enum Error {
     /// failed).
     Serve(io::Error),
     /// Extraction failed.
-    Extract(crate::extract::Error),
+    Extract(glick_tree::Error),
     /// A process-level system call (pipe, fork) failed.
     Sys {
         /// The call.
@@ -245,7 +245,7 @@ impl Root {
             ..
         } = self;
         drop(fd);
-        server::wait_for_hangup(&helper);
+        server::wait_for_hangup(&helper, None);
         drop(keepalive);
     }
 
@@ -265,7 +265,7 @@ impl Root {
         }
         drop(fd);
         drop(keepalive);
-        server::wait_for_hangup(&helper);
+        server::wait_for_hangup(&helper, None);
     }
 }
 
@@ -473,12 +473,12 @@ fn raise_readahead(root: &OwnedFd) {
 }
 
 fn extracted_root(fs: &ImageFs<FileRegion>, dir: PathBuf) -> Result<Root, Error> {
-    if let Err(e) = crate::extract::extract_tree(fs.ext2(), &dir) {
-        crate::extract::remove_tree(&dir);
-        return Err(Error::Extract(e));
+    if let Err(e) = extract_tree(fs.ext2(), &dir) {
+        glick_tree::remove(&dir);
+        return Err(e);
     }
     let cleanup = |error: Error| {
-        crate::extract::remove_tree(&dir);
+        glick_tree::remove(&dir);
         error
     };
     let (keep_r, keep_w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
@@ -551,5 +551,26 @@ pub fn extract_to(image: Image, target: &Path) -> Result<(), Error> {
             });
         }
     }
-    crate::extract::extract_tree(&ext2, target).map_err(Error::Extract)
+    extract_tree(&ext2, target)
+}
+
+/// Extracts the tree of `ext2` into the directory `dir` (existing, empty, ours), opened
+/// without following a symlink. Owners and device nodes are not restored: an app runs as
+/// the user, and has no use for copies of devices.
+fn extract_tree<R: glick_ext2::ReadAt>(
+    ext2: &glick_ext2::Ext2<R>,
+    dir: &Path,
+) -> Result<(), Error> {
+    let root = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        FsMode::empty(),
+    )
+    .map_err(|e| Error::Dir {
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
+    glick_tree::extract(ext2, &root, glick_tree::Options::default(), &mut |_| {})
+        .map(drop)
+        .map_err(Error::Extract)
 }

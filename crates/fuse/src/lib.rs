@@ -10,7 +10,7 @@
 //! - [`launch`]: the whole chain with its last rung (extraction), the
 //!   private mountpoint, the helper process (double fork) and its
 //!   keepalive lifetime, ending in a [`launch::Root`] ready for `exec`;
-//! - [`extract`]: copying the image's tree into a directory, safely.
+//! - extraction itself is [`glick_tree`]'s (shared with `glick-extract --tree`).
 //!
 //! ```no_run
 //! use glick_fuse::launch::{self, Image, Options};
@@ -28,7 +28,6 @@
 
 #![deny(unsafe_code)]
 
-pub mod extract;
 pub mod fs;
 pub mod launch;
 pub mod mount;

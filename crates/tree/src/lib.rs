@@ -1,4 +1,5 @@
-//! Recreating an image's file tree in a directory, without ever writing outside it.
+//! Recreating an image's file tree in a directory, without ever writing outside it: what
+//! `glick-extract --tree` does, and the runtime's last rung (extract and run).
 //!
 //! Everything is created relative to directory file descriptors that this module opened
 //! itself, one path component at a time with `O_NOFOLLOW | O_DIRECTORY`, and every entry is
@@ -17,6 +18,8 @@
 //! Directories are made `0700` while they are filled and get their own mode and times last,
 //! deepest first, so a read-only directory in the image can still be filled and a failed
 //! extraction can still be removed.
+
+#![forbid(unsafe_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -503,4 +506,22 @@ impl<R: ReadAt> Extractor<'_, R> {
             source,
         })
     }
+}
+
+/// Removes an extracted tree, making its directories writable first (an image may hold
+/// read-only ones). Best effort: used on the way out, when nothing better can be done.
+pub fn remove(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    fn unlock(dir: &std::path::Path) {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    unlock(&entry.path());
+                }
+            }
+        }
+    }
+    unlock(dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
