@@ -251,6 +251,31 @@ fn glick_mount_stays_until_killed() -> Result<()> {
     let status = Command::new("umount").arg("-l").arg(line.trim()).status()?;
     assert!(status.success());
     assert_eq!(child.wait()?.code(), Some(0));
+    fx.assert_clean()?;
+
+    // SIGTERM to the FUSE helper itself (as `pkill -f BUNDLE` sends it): it detaches the
+    // mount and removes the mountpoint on its way out, nothing stale stays; --glick-mount,
+    // which waits for the helper, then ends by itself.
+    let mut child = fx
+        .command()
+        .arg("--glick-mount")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
+        &mut line,
+    )?;
+    let helpers: Vec<u32> = runtime::processes_of(&fx.bundle)
+        .into_iter()
+        .filter(|&pid| pid != child.id())
+        .collect();
+    assert_eq!(helpers.len(), 1, "one helper: {helpers:?}");
+    let status = Command::new("kill")
+        .args(["-TERM", &helpers[0].to_string()])
+        .status()?;
+    assert!(status.success());
+    child.wait()?;
     fx.assert_clean()
 }
 

@@ -6,6 +6,7 @@
 //! `POLLHUP`; the helper then detaches the mount lazily and removes the
 //! mountpoint, but keeps serving until the kernel drops its last reference
 //! (open files, mappings, fd 1023) and the FUSE device reports `ENODEV`.
+//! A `SIGTERM` sent to the helper itself starts the same sequence.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -22,15 +23,22 @@ use crate::sys;
 /// readahead on a 2-core machine without idling many stacks.
 const SERVER_THREADS: usize = 2;
 
-/// Block until every write end of the keepalive pipe is closed.
-pub(crate) fn wait_for_hangup(read_end: &OwnedFd) {
+/// Block until every write end of the keepalive pipe is closed, or until `stop` (a
+/// `signalfd` for `SIGTERM`) reports a signal.
+pub(crate) fn wait_for_hangup(read_end: &OwnedFd, stop: Option<&OwnedFd>) {
     let mut buf = [0u8; 64];
     loop {
-        let mut fds = [PollFd::new(read_end, PollFlags::IN)];
+        let mut fds = vec![PollFd::new(read_end, PollFlags::IN)];
+        if let Some(stop) = stop {
+            fds.push(PollFd::new(stop, PollFlags::IN));
+        }
         match rustix::event::poll(&mut fds, None) {
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return,
             Ok(_) => {}
+        }
+        if fds.get(1).is_some_and(|f| !f.revents().is_empty()) {
+            return;
         }
         // Data (nobody should send any) is drained; EOF means hang-up.
         match rustix::io::read(read_end, &mut buf) {
@@ -96,11 +104,13 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
         image_fd,
     } = parts;
     become_daemon(&[fuse_fd, keepalive.as_raw_fd(), alive.as_raw_fd(), image_fd]);
+    // Before any thread starts, so that all of them have SIGTERM blocked.
+    let stop = sys::sigterm_fd().ok();
     let watched = mountpoint.clone();
     let watcher = std::thread::Builder::new()
         .name("keepalive".into())
         .spawn(move || {
-            wait_for_hangup(&keepalive);
+            wait_for_hangup(&keepalive, stop.as_ref());
             let _ = detach(&watched, &rung);
             let _ = std::fs::remove_dir(&watched);
         });
@@ -119,8 +129,9 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
 /// extracted tree. Never returns.
 pub(crate) fn remove_when_done(keepalive: OwnedFd, alive: OwnedFd, dir: &Path) -> ! {
     become_daemon(&[keepalive.as_fd().as_raw_fd(), alive.as_raw_fd()]);
-    wait_for_hangup(&keepalive);
-    crate::extract::remove_tree(dir);
+    let stop = sys::sigterm_fd().ok();
+    wait_for_hangup(&keepalive, stop.as_ref());
+    glick_tree::remove(dir);
     drop(alive);
     sys::exit_now(0)
 }

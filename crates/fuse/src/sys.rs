@@ -72,6 +72,29 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Block `SIGTERM` in this thread (and every thread it starts later) and return a
+/// `signalfd` that becomes readable when one arrives: a `kill` of the helper then ends in
+/// the same orderly detach as the app's exit, never in a stale mount.
+pub(crate) fn sigterm_fd() -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: `set` is a local, initialised by sigemptyset before use; sigaddset and
+    // pthread_sigmask only read and write it and the calling thread's mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    // SAFETY: `set` is a valid signal set; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: signalfd returned a new descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// Ignore the signals a terminal sends to its foreground process group, so
 /// Ctrl-C, Ctrl-\, Ctrl-Z and hangup aimed at the app never reach the server.
 pub(crate) fn ignore_terminal_signals() {
