@@ -3,14 +3,13 @@
 //! Every mode reads the bundle's ELF section table first (a few KiB, whatever the bundle's
 //! size) and then only the part it needs. Outputs appear atomically: a temporary file or
 //! directory next to the target, renamed into place when complete. The modes live in their
-//! modules: [`output`] (parts and trees), [`info`], [`thumbnail`], [`desktop`] (menu entries)
-//! and [`generate`] (manual page and completions).
+//! modules: [`output`] (parts and trees), [`info`], [`thumbnail`] and [`desktop`] (menu
+//! entries); the manual page and completions come from [`glick_cli`].
 
 #![forbid(unsafe_code)]
 
 mod desktop;
 mod exec_line;
-mod generate;
 mod info;
 mod output;
 mod thumbnail;
@@ -93,7 +92,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().collect();
-    if let Some(code) = generate::handle(&args, Cli::command) {
+    if let Some(code) = glick_cli::handle(&args, Cli::command) {
         return code;
     }
     let cli = Cli::parse_from(args);

@@ -9,7 +9,6 @@
 #![deny(unsafe_code)]
 
 mod cli;
-mod generate;
 mod passwd;
 
 use std::ffi::OsString;
@@ -37,7 +36,7 @@ fn fail(code: u8, message: impl Into<String>) -> Failure {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    if let Some(code) = generate::handle(&args, cli::command) {
+    if let Some(code) = glick_cli::handle(&args, cli::command) {
         return code;
     }
     match run(args.into_iter().skip(1).collect()) {

@@ -11,8 +11,6 @@ use anyhow::anyhow;
 use glick_ext2::BlockSize;
 use glick_ext2::write::{Image, Options};
 
-pub mod generate;
-
 /// The options that shape an ext2 image, as both CLIs take them.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImageArgs {

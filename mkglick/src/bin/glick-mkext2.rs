@@ -31,7 +31,7 @@ fn run(args: Vec<std::ffi::OsString>) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().collect();
-    if let Some(code) = mkglick::generate::handle(&args, Cli::command) {
+    if let Some(code) = glick_cli::handle(&args, Cli::command) {
         return code;
     }
     match run(args) {

@@ -2,9 +2,11 @@
 //! the clap definition so that they never disagree with `--help`. `scripts/install`
 //! installs them.
 //!
-//! The option is hidden: it is looked for before the command line is parsed (only as
-//! `glick-extract --generate KIND`), so it appears neither in `--help`, in the usage errors
-//! nor in the pages and scripts it generates.
+//! The option is hidden: each command looks for it before parsing its command line (only as
+//! `COMMAND --generate KIND`), so it appears neither in `--help`, in the usage errors nor in
+//! the pages and scripts it generates.
+
+#![forbid(unsafe_code)]
 
 use std::ffi::OsString;
 use std::io::{self, Write as _};
