@@ -324,6 +324,21 @@ impl Fixture {
         cmd
     }
 
+    /// `BUNDLE --glick-mount`: the running stub and the mountpoint it printed.
+    pub fn glick_mount(&self) -> Result<(std::process::Child, PathBuf)> {
+        let mut child = self
+            .command()
+            .arg("--glick-mount")
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
+            &mut line,
+        )?;
+        Ok((child, PathBuf::from(line.trim())))
+    }
+
     /// Where this fixture's mountpoints go.
     pub fn runtime(&self) -> PathBuf {
         self.xdg.join("glick")

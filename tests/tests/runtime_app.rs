@@ -216,17 +216,7 @@ fn glick_options() -> Result<()> {
 #[test]
 fn glick_mount_stays_until_killed() -> Result<()> {
     let fx = Fixture::script("true\n")?;
-    let mut child = fx
-        .command()
-        .arg("--glick-mount")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
-        &mut line,
-    )?;
-    let dir = std::path::PathBuf::from(line.trim());
+    let (mut child, dir) = fx.glick_mount()?;
     assert_eq!(
         std::fs::read_to_string(dir.join("data.txt"))?,
         "hello from the image\n"
@@ -237,18 +227,9 @@ fn glick_mount_stays_until_killed() -> Result<()> {
     fx.assert_clean()?;
 
     // Unmounted from outside: --glick-mount exits 0 by itself.
-    let mut child = fx
-        .command()
-        .arg("--glick-mount")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
-        &mut line,
-    )?;
+    let (mut child, dir) = fx.glick_mount()?;
     // The stub holds the root open (as an app would), so only a lazy unmount works.
-    let status = Command::new("umount").arg("-l").arg(line.trim()).status()?;
+    let status = Command::new("umount").arg("-l").arg(&dir).status()?;
     assert!(status.success());
     assert_eq!(child.wait()?.code(), Some(0));
     fx.assert_clean()?;
@@ -256,16 +237,8 @@ fn glick_mount_stays_until_killed() -> Result<()> {
     // SIGTERM to the FUSE helper itself (as `pkill -f BUNDLE` sends it): it detaches the
     // mount and removes the mountpoint on its way out, nothing stale stays; --glick-mount,
     // which waits for the helper, then ends by itself.
-    let mut child = fx
-        .command()
-        .arg("--glick-mount")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
-        &mut line,
-    )?;
+    let (mut child, dir) = fx.glick_mount()?;
+    assert!(dir.join("data.txt").is_file());
     let helpers: Vec<u32> = runtime::processes_of(&fx.bundle)
         .into_iter()
         .filter(|&pid| pid != child.id())

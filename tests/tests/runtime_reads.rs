@@ -1,11 +1,9 @@
 //! Large reads through the mount (1 MiB requests, reused server buffers, two server
 //! threads) come back byte-exact, across 1 MiB boundaries and from concurrent readers.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
-use std::process::Stdio;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use glick_tests::runtime::{self, Fixture};
 
 /// Deterministic, non-repeating bytes (a repeated pattern would hide misplaced blocks).
@@ -33,14 +31,8 @@ fn large_reads_are_byte_exact_across_mib_boundaries_and_threads() -> Result<()> 
     let data = pattern(len);
     std::fs::write(app.join("big"), &data)?;
     let fx = Fixture::from_app(tmp, app)?;
-    let mut child = fx
-        .command()
-        .arg("--glick-mount")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let big = std::path::PathBuf::from(line.trim()).join("big");
+    let (mut child, dir) = fx.glick_mount()?;
+    let big = dir.join("big");
 
     // Whole file in 1 MiB reads, then reads straddling each MiB boundary.
     assert!(std::fs::read(&big)? == data, "whole-file read differs");
