@@ -324,6 +324,25 @@ impl Fixture {
         cmd
     }
 
+    /// The bundle run (as [`Fixture::command`]) in a private mount namespace where
+    /// `/dev/fuse` is `/dev/null`: FUSE unavailable, as on a machine without it. Needs root.
+    pub fn command_without_fuse(&self) -> Command {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount --bind /dev/null /dev/fuse && exec \"$0\"",
+        ])
+        .arg(&self.bundle)
+        .env("XDG_RUNTIME_DIR", &self.xdg)
+        .env_remove("GLICK_MOUNT")
+        .env_remove("GLICK_DEBUG");
+        cmd
+    }
+
     /// `BUNDLE --glick-mount`: the running stub and the mountpoint it printed.
     pub fn glick_mount(&self) -> Result<(std::process::Child, PathBuf)> {
         let mut child = self

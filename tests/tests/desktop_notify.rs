@@ -156,21 +156,11 @@ fn unavailable_mount_is_notified() -> Result<()> {
     desktop::require("unshare")?;
     let fx = Fixture::script("echo started\n")?;
     let session = Session::start(&fx.tmp.path().join("bus"))?;
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        "mount --bind /dev/null /dev/fuse && exec \"$0\"",
-    ])
-    .arg(&fx.bundle)
-    .env("XDG_RUNTIME_DIR", &fx.xdg)
-    .env("GLICK_MOUNT", "fuse")
-    .env("DISPLAY", session.display.name())
-    .env("DBUS_SESSION_BUS_ADDRESS", &session.bus.address)
-    .stdin(Stdio::null());
+    let mut cmd = fx.command_without_fuse();
+    cmd.env("GLICK_MOUNT", "fuse")
+        .env("DISPLAY", session.display.name())
+        .env("DBUS_SESSION_BUS_ADDRESS", &session.bus.address)
+        .stdin(Stdio::null());
     let out = cmd.output()?;
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
     let calls = session.answered(1)?;

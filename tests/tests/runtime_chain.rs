@@ -148,19 +148,7 @@ exit $status
 fn extraction_is_the_automatic_fallback_without_fuse() -> Result<()> {
     tools::require_root("creating the test namespace")?;
     let fx = Fixture::script(START)?;
-    let out = Command::new("unshare")
-        .args([
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            "mount --bind /dev/null /dev/fuse && exec \"$0\"",
-        ])
-        .arg(&fx.bundle)
-        .env("XDG_RUNTIME_DIR", &fx.xdg)
-        .env("GLICK_DEBUG", "1")
-        .output()?;
+    let out = fx.command_without_fuse().env("GLICK_DEBUG", "1").output()?;
     check_output(&out, "extracting to", 0)?;
     let stderr = text(&out.stderr);
     assert!(stderr.contains("glick: direct: "), "{stderr}");
@@ -174,17 +162,8 @@ fn extraction_is_the_automatic_fallback_without_fuse() -> Result<()> {
 fn forced_fuse_without_fuse_fails_clearly() -> Result<()> {
     tools::require_root("creating the test namespace")?;
     let fx = Fixture::script(START)?;
-    let out = Command::new("unshare")
-        .args([
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            "mount --bind /dev/null /dev/fuse && exec \"$0\"",
-        ])
-        .arg(&fx.bundle)
-        .env("XDG_RUNTIME_DIR", &fx.xdg)
+    let out = fx
+        .command_without_fuse()
         .env("GLICK_MOUNT", "fuse")
         .output()?;
     assert_eq!(out.status.code(), Some(69));
