@@ -150,6 +150,29 @@ esac
     fx.assert_clean()
 }
 
+/// Issue 4's budget for the runtime carried at the front of every bundle.
+const STUB_BUDGET: u64 = 512 * 1024;
+
+#[test]
+fn the_shipped_stub_fits_its_size_budget() -> Result<()> {
+    let stub = runtime::stub()?;
+    let size = std::fs::metadata(&stub)?.len();
+    eprintln!("{}: {size} bytes", stub.display());
+    ensure!(
+        size <= STUB_BUDGET,
+        "{}: {size} bytes, over the {STUB_BUDGET}-byte budget (is rust-src installed? \
+         mkglick's build script rebuilds std for the stub only then)",
+        stub.display()
+    );
+    let out = tools::run_ok(
+        "readelf",
+        &["-S".as_ref(), "-W".as_ref(), tools::arg(&stub)],
+    )?;
+    let sections = text(&out.stdout);
+    ensure!(!sections.contains(".symtab"), "not stripped:\n{sections}");
+    Ok(())
+}
+
 #[test]
 fn glick_options() -> Result<()> {
     let fx = Fixture::script("echo ran\n")?;
