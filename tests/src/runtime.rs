@@ -343,8 +343,10 @@ impl Fixture {
         cmd
     }
 
-    /// `BUNDLE --glick-mount`: the running stub and the mountpoint it printed.
-    pub fn glick_mount(&self) -> Result<(std::process::Child, PathBuf)> {
+    /// `BUNDLE --glick-mount`: the running stub and the mountpoint it printed. The stub
+    /// is killed when the handle is dropped, so a failing test cannot leave it running
+    /// (it would hold the test's output open, and the test run would never end).
+    pub fn glick_mount(&self) -> Result<(KillOnDrop, PathBuf)> {
         let mut child = self
             .command()
             .arg("--glick-mount")
@@ -355,7 +357,7 @@ impl Fixture {
             &mut std::io::BufReader::new(child.stdout.take().context("stdout")?),
             &mut line,
         )?;
-        Ok((child, PathBuf::from(line.trim())))
+        Ok((KillOnDrop(child), PathBuf::from(line.trim())))
     }
 
     /// Where this fixture's mountpoints go.
@@ -366,5 +368,31 @@ impl Fixture {
     /// No mount, helper or directory left (waits up to 5 s for helpers).
     pub fn assert_clean(&self) -> Result<()> {
         assert_clean(&self.bundle, &self.runtime(), Duration::from_secs(5))
+    }
+}
+
+/// A child process that is killed and reaped when dropped, unless it was waited for.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
