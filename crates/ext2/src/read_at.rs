@@ -18,6 +18,15 @@ pub trait ReadAt: Send + Sync {
 
     /// The number of bytes.
     fn size(&self) -> u64;
+
+    /// The bytes `[offset, offset + len)` in place, for a reader that holds the image in
+    /// memory (a slice, a mapping), so that a caller can pass them on without copying.
+    /// `None` when the reader has no such view or the range is not inside: use
+    /// [`ReadAt::read_exact_at`].
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let _ = (offset, len);
+        None
+    }
 }
 
 fn out_of_range(offset: u64, len: usize, size: u64) -> io::Error {
@@ -47,6 +56,10 @@ impl ReadAt for [u8] {
     fn size(&self) -> u64 {
         self.len() as u64
     }
+
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        self.get(range(self.len(), offset, len)?)
+    }
 }
 
 impl ReadAt for Vec<u8> {
@@ -56,6 +69,10 @@ impl ReadAt for Vec<u8> {
 
     fn size(&self) -> u64 {
         self.as_slice().size()
+    }
+
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        self.as_slice().bytes_at(offset, len)
     }
 }
 
@@ -67,6 +84,10 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn size(&self) -> u64 {
         (**self).size()
     }
+
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        (**self).bytes_at(offset, len)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
@@ -77,6 +98,10 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     fn size(&self) -> u64 {
         (**self).size()
     }
+
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        (**self).bytes_at(offset, len)
+    }
 }
 
 impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
@@ -86,6 +111,10 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
 
     fn size(&self) -> u64 {
         (**self).size()
+    }
+
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        (**self).bytes_at(offset, len)
     }
 }
 
@@ -166,6 +195,9 @@ mod tests {
         let arc: Arc<[u8]> = Arc::from(data.as_slice());
         arc.read_exact_at(0, &mut buf).expect("inside");
         assert_eq!(buf, [0, 1, 2]);
+        assert_eq!(data.bytes_at(7, 3), Some(&[7u8, 8, 9][..]));
+        assert_eq!(arc.bytes_at(8, 3), None);
+        assert_eq!(data.bytes_at(u64::MAX, 1), None);
     }
 
     #[test]
@@ -179,6 +211,11 @@ mod tests {
         assert!(region.read_exact_at(1, &mut buf).is_err());
         assert!(region.read_exact_at(u64::MAX, &mut buf[..1]).is_err());
         assert_eq!(region.size(), 5);
+        assert_eq!(
+            region.bytes_at(0, 1),
+            None,
+            "a file is read, never viewed in place"
+        );
     }
 
     fn tempfile_in_target() -> File {

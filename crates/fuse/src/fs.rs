@@ -29,9 +29,11 @@ const TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// for): 1 MiB.
 const MAX_READ: u32 = 1 << 20;
 
-/// Files at least this large get their block map cached, so a read becomes
-/// one `pread` per contiguous run instead of one per block.
-const MAP_MIN_SIZE: u64 = 256 << 10;
+/// Files at least this large get their block map cached, so a read becomes one
+/// `pread` per contiguous run instead of one per block, or, from a mapped image,
+/// a reply straight from the mapping. Smaller files are copied block by block:
+/// a few KiB.
+const MAP_MIN_SIZE: u64 = 16 << 10;
 
 /// How many block maps are kept (a few MiB at most).
 const MAP_CACHE: usize = 64;
@@ -146,6 +148,25 @@ impl<R: ReadAt> ImageFs<R> {
         }
         maps.insert(ino.0, Arc::clone(&map));
         Some(map)
+    }
+
+    /// The file bytes `[offset, offset + len)` in place in the image, when they
+    /// are one physically contiguous run (no hole) and the reader holds the image
+    /// in memory: the reply then goes out without a copy.
+    fn in_place(&self, map: &[Option<BlockNo>], offset: u64, len: usize) -> Option<&[u8]> {
+        let bs = u64::from(self.ext2.block_size().get());
+        let first = usize::try_from(offset / bs).ok()?;
+        let last = usize::try_from((offset + len.checked_sub(1)? as u64) / bs).ok()?;
+        let start = (*map.get(first)?)?;
+        let contiguous = map.get(first..=last)?.iter().zip(0u32..).all(|(block, i)| {
+            *block == Some(BlockNo(start.0.wrapping_add(i))) && start.0.checked_add(i).is_some()
+        });
+        if !contiguous {
+            return None;
+        }
+        self.ext2
+            .reader()
+            .bytes_at(u64::from(start.0) * bs + offset % bs, len)
     }
 
     /// Read `buf.len()` bytes (already clipped to the file's size) at
@@ -325,24 +346,36 @@ impl<R: ReadAt + 'static> Filesystem for ImageFs<R> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let found = to_ext2(ino).and_then(|ino| {
+            let inode = self.ext2.inode(ino).map_err(|e| errno(&e))?;
+            let len = usize::try_from(size)
+                .unwrap_or(usize::MAX)
+                .min(usize::try_from(inode.size.saturating_sub(offset)).unwrap_or(usize::MAX));
+            Ok((ino, inode, len))
+        });
+        let (ino, inode, len) = match found {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
+        let map = self.block_map(ino, &inode);
+        if let Some(bytes) = map
+            .as_deref()
+            .and_then(|map| self.in_place(map, offset, len))
+        {
+            return reply.data(bytes);
+        }
         READ_BUF.with_borrow_mut(|buf| {
-            let result = to_ext2(ino).and_then(|ino| {
-                let inode = self.ext2.inode(ino).map_err(|e| errno(&e))?;
-                let len = usize::try_from(size)
-                    .unwrap_or(usize::MAX)
-                    .min(usize::try_from(inode.size.saturating_sub(offset)).unwrap_or(usize::MAX));
-                if buf.len() < len {
-                    buf.resize(len, 0);
-                }
-                let buf = &mut buf[..len];
-                if let Some(map) = self.block_map(ino, &inode) {
-                    self.read_runs(&map, offset, buf)?;
-                    return Ok(len);
-                }
-                self.ext2
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            let buf = &mut buf[..len];
+            let result = match &map {
+                Some(map) => self.read_runs(map, offset, buf).map(|()| len),
+                None => self
+                    .ext2
                     .read(ino, &inode, offset, buf)
-                    .map_err(|e| errno(&e))
-            });
+                    .map_err(|e| errno(&e)),
+            };
             match result {
                 Ok(n) => reply.data(&buf[..n]),
                 Err(e) => reply.error(e),

@@ -26,6 +26,7 @@ use rustix::pipe::PipeFlags;
 use crate::fs::ImageFs;
 use crate::mount::{self, Rung};
 use crate::server::{self, ServerParts};
+use crate::source::ImageSource;
 use crate::sys::{self, Side};
 
 /// The descriptor the app finds its root on (`GLICKROOT=/proc/self/fd/1023`).
@@ -340,8 +341,16 @@ pub fn open_root(image: Image, options: &Options) -> Result<Root, Error> {
     let image_fd = image.file.as_raw_fd();
     let uid = rustix::process::geteuid().as_raw();
     let gid = rustix::process::getegid().as_raw();
-    let region = FileRegion::new(image.file, image.offset, image.len);
-    let fs = ImageFs::new(region, uid, gid).map_err(Error::Image)?;
+    let source = ImageSource::new(image.file, image.offset, image.len);
+    options.note(format_args!(
+        "serving the image by {}",
+        if source.is_mapped() {
+            "mapping"
+        } else {
+            "pread"
+        }
+    ));
+    let fs = ImageFs::new(source, uid, gid).map_err(Error::Image)?;
 
     let fuse_rungs: &[&'static str] = match options.mode {
         Mode::Auto => &["direct", "fusermount", "userns"],
@@ -384,7 +393,7 @@ pub fn open_root(image: Image, options: &Options) -> Result<Root, Error> {
 }
 
 fn start_server(
-    fs: ImageFs<FileRegion>,
+    fs: ImageFs<ImageSource>,
     fuse: OwnedFd,
     rung: Rung,
     mountpoint: PathBuf,
@@ -437,19 +446,14 @@ fn start_server(
         FsMode::empty(),
     );
     match fd {
-        Ok(fd) => {
-            if rung == Rung::Direct {
-                raise_readahead(&fd);
-            }
-            Ok(Root {
-                dir: mountpoint,
-                fd,
-                keepalive: keep_w,
-                how: How::Mounted(rung),
-                helper: alive_r,
-                installed: false,
-            })
-        }
+        Ok(fd) => Ok(Root {
+            dir: mountpoint,
+            fd,
+            keepalive: keep_w,
+            how: How::Mounted(rung),
+            helper: alive_r,
+            installed: false,
+        }),
         Err(e) => {
             drop(keep_w);
             Err(abandon(Error::Serve(e.into())))
@@ -457,22 +461,7 @@ fn start_server(
     }
 }
 
-/// The kernel caps a FUSE mount's readahead at 128 KiB; root may raise its
-/// bdi's window, which makes big sequential reads arrive as 1 MiB requests
-/// (about 1.6x the throughput here). Best effort.
-fn raise_readahead(root: &OwnedFd) {
-    if let Ok(st) = rustix::fs::fstat(root) {
-        let dev = st.st_dev;
-        let path = format!(
-            "/sys/class/bdi/{}:{}/read_ahead_kb",
-            rustix::fs::major(dev),
-            rustix::fs::minor(dev)
-        );
-        let _ = std::fs::write(path, "1024");
-    }
-}
-
-fn extracted_root(fs: &ImageFs<FileRegion>, dir: PathBuf) -> Result<Root, Error> {
+fn extracted_root(fs: &ImageFs<ImageSource>, dir: PathBuf) -> Result<Root, Error> {
     if let Err(e) = extract_tree(fs.ext2(), &dir) {
         glick_tree::remove(&dir);
         return Err(e);

@@ -4,7 +4,10 @@
 //! `glick-shell`:
 //!
 //! - [`fs::ImageFs`]: the image served through `fuser`, straight from the
-//!   bundle's open file (`pread`, no copy), cached by the kernel for long;
+//!   bundle's open file, cached by the kernel for long;
+//! - [`source::ImageSource`]: how the server reads it: a mapping of the running
+//!   bundle (replies go out from the bundle's page cache without a copy), or
+//!   `pread` for a bundle that is only open;
 //! - [`mount`]: the FUSE rungs of the mount chain (direct `mount(2)`, the
 //!   setuid `fusermount3`, an unprivileged user namespace) and lazy detach;
 //! - [`launch`]: the whole chain with its last rung (extraction), the
@@ -32,4 +35,5 @@ pub mod fs;
 pub mod launch;
 pub mod mount;
 mod server;
+pub mod source;
 mod sys;

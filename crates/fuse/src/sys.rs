@@ -181,3 +181,68 @@ pub(crate) fn close_fixed(fds: &[RawFd]) {
         }
     }
 }
+
+/// A read-only shared mapping of part of a file, unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone; sharing `&[u8]` views of
+// it between threads is as sound as sharing any immutable byte slice.
+unsafe impl Send for Mapping {}
+// SAFETY: as above: nothing ever writes through the mapping.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Map `len` bytes of `file` from `offset` (a multiple of the page size), read-only.
+    ///
+    /// The caller promises that the file's bytes there do not change and the file does not
+    /// shrink while the mapping lives: reading a truncated page raises `SIGBUS`. For the
+    /// executable the process is running, the kernel keeps that promise: it refuses to open
+    /// the file for writing (`ETXTBSY`) while any process executes it.
+    ///
+    /// # Errors
+    /// `mmap` failed (or `len` is zero).
+    pub(crate) fn file(
+        file: std::os::fd::BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Self> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        if len == 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // SAFETY: a new mapping at an address the kernel chooses aliases no Rust object; it
+        // is read-only, and the caller guarantees the file region stays as it is (above).
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::SHARED,
+                file,
+                offset,
+            )
+        }?;
+        let ptr = std::ptr::NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null pointer"))?;
+        Ok(Self { ptr, len })
+    }
+
+    /// The mapped bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` points to `len` readable bytes that stay mapped, and unchanged (see
+        // `Mapping::file`), as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the region was mapped by `Mapping::file` and no `&[u8]` borrowed from
+        // `bytes` can outlive `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
