@@ -19,7 +19,6 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use glick_ext2::FileRegion;
 use rustix::fs::{Mode as FsMode, OFlags};
 use rustix::pipe::PipeFlags;
 
@@ -509,8 +508,8 @@ fn extracted_root(fs: &ImageFs<ImageSource>, dir: PathBuf) -> Result<Root, Error
 ///
 /// # Errors
 /// The image is corrupt.
-pub fn open_image(image: Image) -> Result<glick_ext2::Ext2<FileRegion>, glick_ext2::Error> {
-    glick_ext2::Ext2::open(FileRegion::new(image.file, image.offset, image.len))
+pub fn open_image(image: Image) -> Result<glick_ext2::Ext2<ImageSource>, glick_ext2::Error> {
+    glick_ext2::Ext2::open(ImageSource::new(image.file, image.offset, image.len))
 }
 
 /// Copy an image's tree into `target` (created, must not exist or be an
