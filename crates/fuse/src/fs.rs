@@ -31,8 +31,8 @@ const MAX_READ: u32 = 1 << 20;
 
 /// Files at least this large get their block map cached, so a read becomes one
 /// `pread` per contiguous run instead of one per block, or, from a mapped image,
-/// a reply straight from the mapping. Smaller files are copied block by block:
-/// a few KiB.
+/// a reply straight from the mapping. Smaller files (under 16 KiB) are copied
+/// block by block.
 const MAP_MIN_SIZE: u64 = 16 << 10;
 
 /// How many block maps are kept (a few MiB at most).
@@ -158,9 +158,11 @@ impl<R: ReadAt> ImageFs<R> {
         let first = usize::try_from(offset / bs).ok()?;
         let last = usize::try_from((offset + len.checked_sub(1)? as u64) / bs).ok()?;
         let start = (*map.get(first)?)?;
-        let contiguous = map.get(first..=last)?.iter().zip(0u32..).all(|(block, i)| {
-            *block == Some(BlockNo(start.0.wrapping_add(i))) && start.0.checked_add(i).is_some()
-        });
+        let contiguous = map
+            .get(first..=last)?
+            .iter()
+            .zip(0u32..)
+            .all(|(block, i)| block.is_some() && *block == start.0.checked_add(i).map(BlockNo));
         if !contiguous {
             return None;
         }

@@ -7,7 +7,8 @@
 //! shrink under it (a truncated page raises `SIGBUS` in the server), and the kernel promises
 //! that for one file only: the executable a process is running, which it refuses to open
 //! for writing (`ETXTBSY`). The stub serves `/proc/self/exe`, so it maps; `glick-shell
-//! GLICK` serves a bundle it merely opened, so it reads.
+//! GLICK` serves a bundle it merely opened, so it reads. (The promise is local: a bundle on
+//! a network filesystem truncated by another machine while it runs is outside it.)
 
 use std::fs::File;
 use std::io;
