@@ -638,3 +638,83 @@ impl<R: ReadAt + 'static> Filesystem for ImageFs<R> {
         reply.error(Errno::EROFS);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    use glick_ext2::write::{Image, Options};
+    use glick_ext2::{BlockSize, FileRegion};
+
+    const BS: usize = 4096;
+
+    /// An image (4 KiB blocks, in memory) holding `f`: 64 KiB of pattern with blocks 5 and
+    /// 6 all zeros, which the writer stores as a hole.
+    fn image() -> (Vec<u8>, Vec<u8>) {
+        let mut data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251 + 1) as u8).collect();
+        data[5 * BS..7 * BS].fill(0);
+        let src = tempfile::tempdir().expect("tempdir");
+        std::fs::write(src.path().join("f"), &data).expect("write source");
+        let options = Options {
+            block_size: Some(BlockSize::KIB_4),
+            ..Options::default()
+        };
+        let image = Image::scan(src.path(), &options).expect("scan");
+        let out = tempfile::tempfile().expect("tempfile");
+        out.set_len(image.size()).expect("set_len");
+        image.write_to(&out, &mut |_, _| {}).expect("write image");
+        let bytes =
+            std::fs::read(format!("/proc/self/fd/{}", out.as_raw_fd())).expect("read image back");
+        (bytes, data)
+    }
+
+    fn file_map<R: ReadAt>(fs: &ImageFs<R>) -> Vec<Option<BlockNo>> {
+        let ino = fs
+            .ext2
+            .lookup(InodeNo::ROOT, b"f")
+            .expect("lookup")
+            .expect("f");
+        let inode = fs.ext2.inode(ino).expect("inode");
+        fs.ext2.file_blocks(ino, &inode).expect("blocks")
+    }
+
+    #[test]
+    fn in_place_answers_exactly_one_contiguous_run_of_data() {
+        let (bytes, data) = image();
+        let fs = ImageFs::new(bytes, 0, 0).expect("open");
+        let map = file_map(&fs);
+        assert_eq!(map[5], None, "the zero blocks are a hole");
+        // Inside the first run, across a block boundary.
+        let got = fs.in_place(&map, 100, BS);
+        assert!(got == Some(&data[100..100 + BS]), "first run");
+        // After the hole, up to the last direct block (the indirect block follows it on
+        // disk, so the run ends there).
+        let got = fs.in_place(&map, 7 * BS as u64, 5 * BS);
+        assert!(got == Some(&data[7 * BS..12 * BS]), "run after the hole");
+        // Touching the hole, or inside it: not one run of data.
+        assert_eq!(fs.in_place(&map, 5 * BS as u64 - 10, 20), None);
+        assert_eq!(fs.in_place(&map, 5 * BS as u64 + 10, 20), None);
+        assert_eq!(fs.in_place(&map, 0, data.len()), None);
+        assert_eq!(fs.in_place(&map, 0, 0), None);
+        // Past the map, or a block number past the image (as a hostile image may hold).
+        assert_eq!(fs.in_place(&map, 16 * BS as u64, 1), None);
+        let mut bad = map.clone();
+        bad[0] = Some(BlockNo(u32::MAX));
+        assert_eq!(fs.in_place(&bad, 0, 10), None);
+        // The copying path agrees, hole included.
+        let mut buf = vec![0xffu8; data.len()];
+        fs.read_runs(&map, 0, &mut buf).expect("read_runs");
+        assert!(buf == data);
+    }
+
+    #[test]
+    fn a_reader_without_bytes_in_memory_never_answers_in_place() {
+        let (bytes, _) = image();
+        let mut file = tempfile::tempfile().expect("tempfile");
+        std::io::Write::write_all(&mut file, &bytes).expect("write");
+        let fs = ImageFs::new(FileRegion::whole(file).expect("region"), 0, 0).expect("open");
+        let map = file_map(&fs);
+        assert_eq!(fs.in_place(&map, 0, 10), None);
+    }
+}
