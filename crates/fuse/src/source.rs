@@ -71,44 +71,35 @@ impl ImageSource {
     }
 }
 
+impl ImageSource {
+    /// The mapped image as a byte slice, whose `ReadAt` does the bounds checks.
+    fn mapped(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Inner::Mapped { map, skip } => map.bytes().get(*skip..),
+            Inner::File(_) => None,
+        }
+    }
+}
+
 impl ReadAt for ImageSource {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        match &self.0 {
-            Inner::File(region) => region.read_exact_at(offset, buf),
-            Inner::Mapped { .. } => match self.bytes_at(offset, buf.len()) {
-                Some(bytes) => {
-                    buf.copy_from_slice(bytes);
-                    Ok(())
-                }
-                None => Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "read of {} bytes at offset {offset} is past the end of the image \
-                         ({} bytes)",
-                        buf.len(),
-                        self.size()
-                    ),
-                )),
-            },
+        match (&self.0, self.mapped()) {
+            (_, Some(image)) => image.read_exact_at(offset, buf),
+            (Inner::File(region), None) => region.read_exact_at(offset, buf),
+            (Inner::Mapped { .. }, None) => Err(io::ErrorKind::UnexpectedEof.into()),
         }
     }
 
     fn size(&self) -> u64 {
-        match &self.0 {
-            Inner::File(region) => region.size(),
-            Inner::Mapped { map, skip } => (map.bytes().len() - skip) as u64,
+        match (&self.0, self.mapped()) {
+            (_, Some(image)) => ReadAt::size(image),
+            (Inner::File(region), None) => region.size(),
+            (Inner::Mapped { .. }, None) => 0,
         }
     }
 
     fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        match &self.0 {
-            Inner::File(_) => None,
-            Inner::Mapped { map, skip } => {
-                let image = map.bytes().get(*skip..)?;
-                let start = usize::try_from(offset).ok()?;
-                image.get(start..start.checked_add(len)?)
-            }
-        }
+        self.mapped()?.bytes_at(offset, len)
     }
 }
 
