@@ -87,6 +87,10 @@ fn read_file(fs: &Ext2<&[u8]>, ino: InodeNo, inode: &glick_ext2::Inode) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 assert!(n <= buf.len());
+                // Answered in place, the bytes are the ones read by copying.
+                if let Ok(Some(view)) = fs.bytes_in_place(ino, inode, off, buf.len()) {
+                    assert!(view == &buf[..n]);
+                }
                 off += n as u64;
             }
         }

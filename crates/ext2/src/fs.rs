@@ -64,11 +64,26 @@ fn bad_sb(field: &'static str, value: impl Into<u64>) -> Error {
     })
 }
 
-/// Buffers for the indirect blocks on the way to a data block, one per level, remembering
-/// which block each holds so that walking a file reads each indirect block once.
+/// The indirect blocks on the way to a data block, one per level, remembering which block
+/// each holds so that walking a file reads each indirect block once.
 #[derive(Debug, Default)]
-struct Scratch {
-    levels: [(Option<u32>, Vec<u8>); 3],
+struct Scratch<'a> {
+    levels: [Level<'a>; 3],
+}
+
+/// One level of [`Scratch`]: the block in place in the image when the reader holds it in
+/// memory ([`ReadAt::bytes_at`]), else a copy.
+#[derive(Debug, Default)]
+struct Level<'a> {
+    held: Option<u32>,
+    view: Option<&'a [u8]>,
+    copy: Vec<u8>,
+}
+
+impl Level<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.view.unwrap_or(&self.copy)
+    }
 }
 
 /// A run of logical blocks that are all holes or physically contiguous.
@@ -385,6 +400,46 @@ impl<R: ReadAt> Ext2<R> {
         Ok(want)
     }
 
+    /// The bytes `[offset, offset + len)` of a regular file (or directory), clipped to its
+    /// size, in place in the image: `Some` when the reader holds the image in memory
+    /// ([`ReadAt::bytes_at`]) and the range is one physically contiguous run of data, so
+    /// that a caller can pass them on without copying. `None` otherwise (a hole, a
+    /// fragment boundary, a reader without such a view): use [`Ext2::read`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Ext2::read`].
+    pub fn bytes_in_place(
+        &self,
+        ino: InodeNo,
+        inode: &Inode,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<&[u8]>, Error> {
+        match inode.file_type() {
+            Some(FileType::Regular | FileType::Directory) => {}
+            _ => return Err(Error::NotAFile(ino)),
+        }
+        self.check_mapped(ino, inode)?;
+        let Some(left) = inode.size.checked_sub(offset).filter(|&n| n > 0) else {
+            return Ok(Some(&[]));
+        };
+        let want = usize::try_from(left).map_or(len, |n| n.min(len));
+        if want == 0 {
+            return Ok(Some(&[]));
+        }
+        let bs = self.block_size.get_u64();
+        let within = offset % bs;
+        let blocks = (within + want as u64).div_ceil(bs);
+        let run = self.map_run(ino, inode, offset / bs, blocks, &mut Scratch::default())?;
+        match run.start {
+            Some(phys) if run.len >= blocks => {
+                Ok(self.reader.bytes_at(u64::from(phys) * bs + within, want))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn flush(
         &self,
         pending: &mut Option<(u64, usize, usize)>,
@@ -430,7 +485,8 @@ impl<R: ReadAt> Ext2<R> {
             dir,
             inode,
             offset,
-            block: vec![0u8; self.block_size.get_usize()],
+            block: None,
+            copy: Vec::new(),
             loaded: None,
             scratch: Scratch::default(),
             done: false,
@@ -590,13 +646,13 @@ impl<R: ReadAt> Ext2<R> {
     /// Maps logical block `lblk` of the inode: the run of up to `max_len` (at least 1)
     /// blocks from it that are all holes or physically contiguous, within one indirect
     /// block.
-    fn map_run(
-        &self,
+    fn map_run<'a>(
+        &'a self,
         ino: InodeNo,
         inode: &Inode,
         lblk: u64,
         max_len: u64,
-        scratch: &mut Scratch,
+        scratch: &mut Scratch<'a>,
     ) -> Result<Run, Error> {
         let max_len = max_len.max(1);
         let p = self.ptrs_per_block;
@@ -626,21 +682,25 @@ impl<R: ReadAt> Ext2<R> {
         };
         // `ptr` is an indirect block covering `cover` blocks, `rel` of them before lblk.
         let bs = self.block_size.get_usize();
-        for (held, buf) in &mut scratch.levels {
+        for level in &mut scratch.levels {
             if ptr == 0 {
                 return Ok(Run {
                     start: None,
                     len: (cover - rel).min(max_len),
                 });
             }
-            if *held != Some(ptr) {
+            if level.held != Some(ptr) {
                 self.check_blocks(ino, ptr, 1)?;
-                buf.resize(bs, 0);
-                *held = None;
-                self.reader
-                    .read_exact_at(u64::from(ptr) * self.block_size.get_u64(), buf)?;
-                *held = Some(ptr);
+                level.held = None;
+                let at = u64::from(ptr) * self.block_size.get_u64();
+                level.view = self.reader.bytes_at(at, bs);
+                if level.view.is_none() {
+                    level.copy.resize(bs, 0);
+                    self.reader.read_exact_at(at, &mut level.copy)?;
+                }
+                level.held = Some(ptr);
             }
+            let buf = level.bytes();
             let child = cover / p;
             // rel < cover, so idx < p: inside the block
             let idx = usize::try_from(rel / child).unwrap_or(usize::MAX);
@@ -723,10 +783,14 @@ pub struct ReadDir<'a, R: ReadAt> {
     inode: Inode,
     /// The byte offset of the next record.
     offset: u64,
-    block: Vec<u8>,
-    /// The logical block in `block`.
+    /// The loaded block: borrowed from the reader when it holds the image in memory
+    /// ([`ReadAt::bytes_at`]), else copied into `copy`.
+    block: Option<&'a [u8]>,
+    /// The buffer for readers without an in-memory view; allocated on first use.
+    copy: Vec<u8>,
+    /// The logical block in `block` or `copy`.
     loaded: Option<u64>,
-    scratch: Scratch,
+    scratch: Scratch<'a>,
     done: bool,
 }
 
@@ -754,9 +818,12 @@ impl<R: ReadAt> ReadDir<'_, R> {
             offset: lblk * bs,
             reason: "hole in directory",
         })?;
-        self.fs
-            .reader
-            .read_exact_at(u64::from(phys) * bs, &mut self.block)?;
+        let at = u64::from(phys) * bs;
+        self.block = self.fs.reader.bytes_at(at, self.fs.block_size.get_usize());
+        if self.block.is_none() {
+            self.copy.resize(self.fs.block_size.get_usize(), 0);
+            self.fs.reader.read_exact_at(at, &mut self.copy)?;
+        }
         self.loaded = Some(lblk);
         Ok(())
     }
@@ -765,7 +832,7 @@ impl<R: ReadAt> ReadDir<'_, R> {
     fn record(&self, at: u64) -> Result<dir_entry::Record<'_>, Error> {
         let within = (at % self.fs.block_size.get_u64()) as usize;
         dir_entry::parse_record(
-            &self.block,
+            self.block.unwrap_or(&self.copy),
             within,
             self.fs.has_filetype,
             self.fs.sb.inodes_count,
@@ -817,3 +884,131 @@ impl<R: ReadAt> Iterator for ReadDir<'_, R> {
 }
 
 impl<R: ReadAt> std::iter::FusedIterator for ReadDir<'_, R> {}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::read_at::FileRegion;
+    use crate::units::BlockSize;
+    use crate::write::{Image, Options};
+
+    const BS: usize = 1024;
+
+    /// An image with 1 KiB blocks, in memory, holding `f` and the directory `d`.
+    /// `f`: 64 KiB of pattern whose blocks 5 and 6 are zeros (the writer stores them as a
+    /// hole), so that it has direct blocks, a hole and blocks behind an indirect block.
+    /// `d`: enough entries for several directory blocks.
+    fn image() -> (Vec<u8>, Vec<u8>) {
+        let mut data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251 + 1) as u8).collect();
+        data[5 * BS..7 * BS].fill(0);
+        let src = tempfile::tempdir().expect("tempdir");
+        std::fs::write(src.path().join("f"), &data).expect("write source");
+        std::fs::create_dir(src.path().join("d")).expect("mkdir");
+        for i in 0..200 {
+            let name = format!("entry-with-a-longish-name-{i:03}");
+            std::fs::write(src.path().join("d").join(name), b"x").expect("write entry");
+        }
+        let options = Options {
+            block_size: Some(BlockSize::KIB_1),
+            ..Options::default()
+        };
+        let image = Image::scan(src.path(), &options).expect("scan");
+        let out = tempfile::tempfile().expect("tempfile");
+        out.set_len(image.size()).expect("set_len");
+        image.write_to(&out, &mut |_, _| {}).expect("write image");
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut &out, &mut bytes).expect("read image back");
+        (bytes, data)
+    }
+
+    fn file<R: ReadAt>(fs: &Ext2<R>, name: &[u8]) -> (InodeNo, Inode) {
+        let ino = fs
+            .lookup(InodeNo::ROOT, name)
+            .expect("lookup")
+            .expect("entry");
+        (ino, fs.inode(ino).expect("inode"))
+    }
+
+    /// The same image as a file: a reader without bytes in memory.
+    fn as_file(bytes: &[u8]) -> FileRegion {
+        let mut file = tempfile::tempfile().expect("tempfile");
+        file.write_all(bytes).expect("write");
+        FileRegion::whole(file).expect("region")
+    }
+
+    #[test]
+    fn bytes_in_place_are_exactly_one_contiguous_run_of_data() {
+        let (bytes, data) = image();
+        let fs = Ext2::open(bytes).expect("open");
+        let (ino, inode) = file(&fs, b"f");
+        let at = |offset: usize, len| fs.bytes_in_place(ino, &inode, offset as u64, len);
+        // Inside the first run, across a block boundary; clipped at the end of the file.
+        assert_eq!(at(100, BS).expect("read"), Some(&data[100..100 + BS]));
+        // After the hole, up to the last direct block (the indirect block follows it on
+        // disk, so the run ends there).
+        assert_eq!(
+            at(7 * BS, 5 * BS).expect("read"),
+            Some(&data[7 * BS..12 * BS])
+        );
+        // Behind the indirect block, and clipped at the end of the file.
+        let tail = data.len() - 100;
+        assert_eq!(at(tail, 1000).expect("read"), Some(&data[tail..]));
+        // Touching the hole, inside it, or across the indirect block: not one run of data.
+        assert_eq!(at(5 * BS - 10, 20).expect("read"), None);
+        assert_eq!(at(5 * BS + 10, 20).expect("read"), None);
+        assert_eq!(at(12 * BS - 10, 20).expect("read"), None);
+        assert_eq!(at(0, data.len()).expect("read"), None);
+        // Nothing to read: an empty answer, not a copy.
+        assert_eq!(at(0, 0).expect("read"), Some(&[][..]));
+        assert_eq!(at(data.len(), 10).expect("read"), Some(&[][..]));
+        // The copying path agrees everywhere, hole included.
+        let mut buf = vec![0xffu8; data.len()];
+        assert_eq!(fs.read(ino, &inode, 0, &mut buf).expect("read"), data.len());
+        assert!(buf == data);
+    }
+
+    #[test]
+    fn a_block_pointer_past_the_image_is_an_error_not_bytes() {
+        let (bytes, data) = image();
+        let fs = Ext2::open(bytes).expect("open");
+        let (ino, mut inode) = file(&fs, b"f");
+        inode.block[0] = u32::MAX;
+        assert!(fs.bytes_in_place(ino, &inode, 0, 10).is_err());
+        let mut buf = vec![0u8; data.len()];
+        assert!(fs.read(ino, &inode, 0, &mut buf).is_err());
+    }
+
+    fn names<R: ReadAt>(entries: ReadDir<'_, R>) -> Vec<(Vec<u8>, u64)> {
+        entries
+            .map(|e| e.map(|e| (e.name, e.next_offset)))
+            .collect::<Result<_, _>>()
+            .expect("entries")
+    }
+
+    #[test]
+    fn a_reader_without_bytes_in_memory_reads_the_same_by_copying() {
+        let (bytes, data) = image();
+        let mapped = Ext2::open(bytes.clone()).expect("open");
+        let copied = Ext2::open(as_file(&bytes)).expect("open");
+        let (ino, inode) = file(&copied, b"f");
+        assert_eq!(
+            copied.bytes_in_place(ino, &inode, 0, 10).expect("read"),
+            None
+        );
+        let mut buf = vec![0u8; data.len()];
+        copied.read(ino, &inode, 0, &mut buf).expect("read");
+        assert!(buf == data);
+        // Directories, block by block, borrowed or copied: the same entries.
+        let (d, _) = file(&mapped, b"d");
+        let listed = names(mapped.read_dir(d, 0).expect("read_dir"));
+        assert!(listed.len() == 202, "{} entries", listed.len());
+        assert!(listed == names(copied.read_dir(d, 0).expect("read_dir")));
+        // Resuming in the middle (the next block's first record) agrees too.
+        let mid = listed[100].1;
+        let rest = names(mapped.read_dir(d, mid).expect("read_dir"));
+        assert!(rest == listed[101..]);
+        assert!(rest == names(copied.read_dir(d, mid).expect("read_dir")));
+    }
+}

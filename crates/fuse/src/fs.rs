@@ -16,10 +16,8 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow,
 };
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
-use glick_ext2::{BlockNo, Ext2, Inode, InodeNo, ReadAt};
+use glick_ext2::{Ext2, Inode, InodeNo, ReadAt};
 
 /// How long the kernel may cache entries and attributes: the image is
 /// immutable, so as long as it likes; a day keeps the number finite.
@@ -28,17 +26,6 @@ const TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Largest read the kernel is allowed to send (and the page count we ask
 /// for): 1 MiB.
 const MAX_READ: u32 = 1 << 20;
-
-/// Files at least this large get their block map cached, so a read becomes one
-/// `pread` per contiguous run instead of one per block, or, from a mapped image,
-/// a reply straight from the mapping. Smaller files (under 16 KiB) are copied
-/// block by block.
-const MAP_MIN_SIZE: u64 = 16 << 10;
-
-/// How many block maps are kept (a few MiB at most).
-const MAP_CACHE: usize = 64;
-
-type BlockMap = Arc<Vec<Option<BlockNo>>>;
 
 thread_local! {
     /// Each server thread's read buffer, kept between requests: a fresh
@@ -53,7 +40,6 @@ pub struct ImageFs<R: ReadAt> {
     ext2: Ext2<R>,
     uid: u32,
     gid: u32,
-    maps: Mutex<HashMap<u32, BlockMap>>,
 }
 
 impl<R: ReadAt> ImageFs<R> {
@@ -66,7 +52,6 @@ impl<R: ReadAt> ImageFs<R> {
             ext2: Ext2::open(reader)?,
             uid,
             gid,
-            maps: Mutex::new(HashMap::new()),
         })
     }
 
@@ -132,87 +117,6 @@ fn encode_dev(major: u32, minor: u32) -> u32 {
 }
 
 impl<R: ReadAt> ImageFs<R> {
-    /// The cached block map of a large regular file (`None`: read the
-    /// ordinary way).
-    fn block_map(&self, ino: InodeNo, inode: &Inode) -> Option<BlockMap> {
-        if inode.size < MAP_MIN_SIZE {
-            return None;
-        }
-        let mut maps = self.maps.lock().ok()?;
-        if let Some(map) = maps.get(&ino.0) {
-            return Some(Arc::clone(map));
-        }
-        let map = Arc::new(self.ext2.file_blocks(ino, inode).ok()?);
-        if maps.len() >= MAP_CACHE {
-            maps.clear();
-        }
-        maps.insert(ino.0, Arc::clone(&map));
-        Some(map)
-    }
-
-    /// The file bytes `[offset, offset + len)` in place in the image, when they
-    /// are one physically contiguous run (no hole) and the reader holds the image
-    /// in memory: the reply then goes out without a copy.
-    fn in_place(&self, map: &[Option<BlockNo>], offset: u64, len: usize) -> Option<&[u8]> {
-        let bs = u64::from(self.ext2.block_size().get());
-        let first = usize::try_from(offset / bs).ok()?;
-        let last = usize::try_from((offset + len.checked_sub(1)? as u64) / bs).ok()?;
-        let start = (*map.get(first)?)?;
-        let contiguous = map
-            .get(first..=last)?
-            .iter()
-            .zip(0u32..)
-            .all(|(block, i)| block.is_some() && *block == start.0.checked_add(i).map(BlockNo));
-        if !contiguous {
-            return None;
-        }
-        self.ext2
-            .reader()
-            .bytes_at(u64::from(start.0) * bs + offset % bs, len)
-    }
-
-    /// Read `buf.len()` bytes (already clipped to the file's size) at
-    /// `offset`, one `pread` per physically contiguous run; holes are zeros.
-    fn read_runs(&self, map: &[Option<BlockNo>], offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        let bs = u64::from(self.ext2.block_size().get());
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let index = usize::try_from(pos / bs).map_err(|_| Errno::EIO)?;
-            let within = pos % bs;
-            let left = (buf.len() - done) as u64;
-            let Some(entry) = map.get(index) else {
-                return Err(Errno::EIO);
-            };
-            match entry {
-                None => {
-                    let n = usize::try_from((bs - within).min(left)).map_err(|_| Errno::EIO)?;
-                    buf[done..done + n].fill(0);
-                    done += n;
-                }
-                Some(first) => {
-                    let mut blocks = 1u64;
-                    while (blocks * bs - within) < left {
-                        let next = map.get(index + usize::try_from(blocks).unwrap_or(usize::MAX));
-                        if next == Some(&Some(BlockNo(first.0.wrapping_add(blocks as u32)))) {
-                            blocks += 1;
-                        } else {
-                            break;
-                        }
-                    }
-                    let n = usize::try_from((blocks * bs - within).min(left))
-                        .map_err(|_| Errno::EIO)?;
-                    self.ext2
-                        .reader()
-                        .read_exact_at(u64::from(first.0) * bs + within, &mut buf[done..done + n])
-                        .map_err(|_| Errno::EIO)?;
-                    done += n;
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn attr(&self, ino: InodeNo, inode: &Inode) -> Result<FileAttr, Errno> {
         let file_type = inode.file_type().ok_or(Errno::EIO)?;
         let rdev = match file_type {
@@ -359,28 +263,19 @@ impl<R: ReadAt + 'static> Filesystem for ImageFs<R> {
             Ok(found) => found,
             Err(e) => return reply.error(e),
         };
-        let map = self.block_map(ino, &inode);
-        if let Some(bytes) = map
-            .as_deref()
-            .and_then(|map| self.in_place(map, offset, len))
-        {
-            return reply.data(bytes);
+        // From a mapped image, one contiguous run goes out straight from the mapping.
+        match self.ext2.bytes_in_place(ino, &inode, offset, len) {
+            Ok(Some(bytes)) => return reply.data(bytes),
+            Ok(None) => {}
+            Err(e) => return reply.error(errno(&e)),
         }
         READ_BUF.with_borrow_mut(|buf| {
             if buf.len() < len {
                 buf.resize(len, 0);
             }
-            let buf = &mut buf[..len];
-            let result = match &map {
-                Some(map) => self.read_runs(map, offset, buf).map(|()| len),
-                None => self
-                    .ext2
-                    .read(ino, &inode, offset, buf)
-                    .map_err(|e| errno(&e)),
-            };
-            match result {
+            match self.ext2.read(ino, &inode, offset, &mut buf[..len]) {
                 Ok(n) => reply.data(&buf[..n]),
-                Err(e) => reply.error(e),
+                Err(e) => reply.error(errno(&e)),
             }
         });
     }
@@ -636,85 +531,5 @@ impl<R: ReadAt + 'static> Filesystem for ImageFs<R> {
         reply: ReplyEmpty,
     ) {
         reply.error(Errno::EROFS);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsRawFd;
-
-    use glick_ext2::write::{Image, Options};
-    use glick_ext2::{BlockSize, FileRegion};
-
-    const BS: usize = 4096;
-
-    /// An image (4 KiB blocks, in memory) holding `f`: 64 KiB of pattern with blocks 5 and
-    /// 6 all zeros, which the writer stores as a hole.
-    fn image() -> (Vec<u8>, Vec<u8>) {
-        let mut data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251 + 1) as u8).collect();
-        data[5 * BS..7 * BS].fill(0);
-        let src = tempfile::tempdir().expect("tempdir");
-        std::fs::write(src.path().join("f"), &data).expect("write source");
-        let options = Options {
-            block_size: Some(BlockSize::KIB_4),
-            ..Options::default()
-        };
-        let image = Image::scan(src.path(), &options).expect("scan");
-        let out = tempfile::tempfile().expect("tempfile");
-        out.set_len(image.size()).expect("set_len");
-        image.write_to(&out, &mut |_, _| {}).expect("write image");
-        let bytes =
-            std::fs::read(format!("/proc/self/fd/{}", out.as_raw_fd())).expect("read image back");
-        (bytes, data)
-    }
-
-    fn file_map<R: ReadAt>(fs: &ImageFs<R>) -> Vec<Option<BlockNo>> {
-        let ino = fs
-            .ext2
-            .lookup(InodeNo::ROOT, b"f")
-            .expect("lookup")
-            .expect("f");
-        let inode = fs.ext2.inode(ino).expect("inode");
-        fs.ext2.file_blocks(ino, &inode).expect("blocks")
-    }
-
-    #[test]
-    fn in_place_answers_exactly_one_contiguous_run_of_data() {
-        let (bytes, data) = image();
-        let fs = ImageFs::new(bytes, 0, 0).expect("open");
-        let map = file_map(&fs);
-        assert_eq!(map[5], None, "the zero blocks are a hole");
-        // Inside the first run, across a block boundary.
-        let got = fs.in_place(&map, 100, BS);
-        assert!(got == Some(&data[100..100 + BS]), "first run");
-        // After the hole, up to the last direct block (the indirect block follows it on
-        // disk, so the run ends there).
-        let got = fs.in_place(&map, 7 * BS as u64, 5 * BS);
-        assert!(got == Some(&data[7 * BS..12 * BS]), "run after the hole");
-        // Touching the hole, or inside it: not one run of data.
-        assert_eq!(fs.in_place(&map, 5 * BS as u64 - 10, 20), None);
-        assert_eq!(fs.in_place(&map, 5 * BS as u64 + 10, 20), None);
-        assert_eq!(fs.in_place(&map, 0, data.len()), None);
-        assert_eq!(fs.in_place(&map, 0, 0), None);
-        // Past the map, or a block number past the image (as a hostile image may hold).
-        assert_eq!(fs.in_place(&map, 16 * BS as u64, 1), None);
-        let mut bad = map.clone();
-        bad[0] = Some(BlockNo(u32::MAX));
-        assert_eq!(fs.in_place(&bad, 0, 10), None);
-        // The copying path agrees, hole included.
-        let mut buf = vec![0xffu8; data.len()];
-        fs.read_runs(&map, 0, &mut buf).expect("read_runs");
-        assert!(buf == data);
-    }
-
-    #[test]
-    fn a_reader_without_bytes_in_memory_never_answers_in_place() {
-        let (bytes, _) = image();
-        let mut file = tempfile::tempfile().expect("tempfile");
-        std::io::Write::write_all(&mut file, &bytes).expect("write");
-        let fs = ImageFs::new(FileRegion::whole(file).expect("region"), 0, 0).expect("open");
-        let map = file_map(&fs);
-        assert_eq!(fs.in_place(&map, 0, 10), None);
     }
 }

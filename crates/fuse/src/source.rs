@@ -146,11 +146,8 @@ mod tests {
 
     #[test]
     fn any_other_file_is_read_with_pread() {
-        let path = std::env::temp_dir().join(format!("glick-fuse-source-{}", std::process::id()));
-        let mut file = File::create(&path).expect("create");
+        let mut file = tempfile::tempfile().expect("tempfile");
         file.write_all(b"0123456789").expect("write");
-        let file = File::open(&path).expect("open");
-        std::fs::remove_file(&path).expect("unlink");
         let source = ImageSource::new(file, 2, 5);
         assert!(
             !source.is_mapped(),
