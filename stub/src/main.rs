@@ -106,6 +106,7 @@ fn run(args: Vec<OsString>) -> Result<ExitCode, Failure> {
             if extract {
                 options.mode = Mode::Extract;
             }
+            options.preload = Some("start");
             let root = launch::open_root(image, &options).map_err(Failure::Launch)?;
             let app_args: &[OsString] = if extract { &args[2..] } else { &args[1..] };
             Err(exec_start(root, args.first(), app_args))

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::{Result, ensure};
 use glick_tests::runtime::{self, Fixture};
+use glick_tests::tools;
 
 /// Deterministic, non-repeating bytes (a repeated pattern would hide misplaced blocks).
 fn pattern(len: usize) -> Vec<u8> {
@@ -127,4 +128,82 @@ fn the_stub_maps_its_bundle_and_glick_shell_reads_one_it_opened() -> Result<()> 
     );
     ensure!(out.stdout == data, "glick-shell read differs");
     runtime::assert_clean(&fx.bundle, &fx.runtime(), std::time::Duration::from_secs(5))
+}
+
+/// A bundle whose `start` (4 MiB and a bit) is a script that waits (up to 5 s) for all of
+/// itself to be cached — the helper stores it while the app starts — reports how much is,
+/// then checks its bytes through the mount; behind its `exit`, padding the shell never
+/// reads, with a block-aligned run of zeros that the image stores as a hole.
+fn preload_bundle() -> Result<(Fixture, usize)> {
+    let script = "#!/bin/sh\n\
+                  cached() { fincore --bytes --noheadings --output RES \"$0\"; }\n\
+                  i=0\n\
+                  while [ \"$(cached)\" -lt \"$WANT\" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done\n\
+                  cached || exit 2\n\
+                  cmp \"$0\" \"$EXPECT\" || exit 3\n\
+                  exit 0\n";
+    let len = (4 << 20) + 100;
+    let mut start = script.as_bytes().to_vec();
+    start.resize(len, b'#');
+    start[2 << 20..(2 << 20) + (256 << 10)].fill(0);
+    let tmp = tempfile::tempdir()?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let app = runtime::app_dir(tmp.path(), "")?;
+    runtime::write_exec(&app.join("start"), std::str::from_utf8(&start)?)?;
+    Ok((Fixture::from_app(tmp, app)?, len))
+}
+
+/// The shell itself reads a few KiB of `start`; the rest can only have come from the
+/// helper's preload.
+fn check_preloaded(out: &std::process::Output, len: usize) -> Result<()> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "{:?}: {stderr}", out.status);
+    let cached: u64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+    ensure!(
+        cached >= len as u64,
+        "{cached} of {len} bytes of start cached when it ran"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_stub_loads_start_into_the_page_cache_before_running_it() -> Result<()> {
+    let (fx, len) = preload_bundle()?;
+    let out = fx
+        .command()
+        .env("EXPECT", fx.app.join("start"))
+        .env("WANT", len.next_multiple_of(4096).to_string())
+        .output()?;
+    check_preloaded(&out, len)?;
+    fx.assert_clean()
+}
+
+/// The same as an unprivileged user mounting through the setuid fusermount3, in a private
+/// mount namespace with a 0666 /dev/fuse (as distributions ship it).
+#[test]
+fn a_user_mounting_with_fusermount3_gets_start_preloaded_too() -> Result<()> {
+    tools::require_root("creating the test namespace")?;
+    tools::require_tool("fusermount3")?;
+    tools::require_tool("unshare")?;
+    let (fx, len) = preload_bundle()?;
+    let (_, uid, gid) = runtime::test_user()?;
+    let node = fx.tmp.path().join("fuse-node");
+    let script = format!(
+        "set -e\nmknod -m 666 {node} c 10 229\nmount --bind {node} /dev/fuse\n\
+         exec setpriv --reuid={uid} --regid={gid} --clear-groups -- \"$0\"\n",
+        node = node.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .arg(&fx.bundle)
+        .env("XDG_RUNTIME_DIR", &fx.xdg)
+        .env("EXPECT", fx.app.join("start"))
+        .env("WANT", len.next_multiple_of(4096).to_string())
+        .env("GLICK_MOUNT", "fuse")
+        .output()?;
+    check_preloaded(&out, len)?;
+    fx.assert_clean()
 }

@@ -8,6 +8,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -37,7 +38,7 @@ thread_local! {
 /// A read-only ext2 image served over FUSE.
 #[derive(Debug)]
 pub struct ImageFs<R: ReadAt> {
-    ext2: Ext2<R>,
+    ext2: Arc<Ext2<R>>,
     uid: u32,
     gid: u32,
 }
@@ -49,7 +50,7 @@ impl<R: ReadAt> ImageFs<R> {
     /// The image's superblock or group descriptors are unreadable or corrupt.
     pub fn new(reader: R, uid: u32, gid: u32) -> Result<Self, glick_ext2::Error> {
         Ok(Self {
-            ext2: Ext2::open(reader)?,
+            ext2: Arc::new(Ext2::open(reader)?),
             uid,
             gid,
         })
@@ -58,6 +59,11 @@ impl<R: ReadAt> ImageFs<R> {
     /// The reader underneath.
     pub fn ext2(&self) -> &Ext2<R> {
         &self.ext2
+    }
+
+    /// The image, to read beside the server (see [`crate::preload`]).
+    pub(crate) fn shared_ext2(&self) -> Arc<Ext2<R>> {
+        Arc::clone(&self.ext2)
     }
 }
 

@@ -24,6 +24,7 @@ use rustix::pipe::PipeFlags;
 
 use crate::fs::ImageFs;
 use crate::mount::{self, Rung};
+use crate::preload::Preload;
 use crate::server::{self, ServerParts};
 use crate::source::ImageSource;
 use crate::sys::{self, Side};
@@ -77,6 +78,9 @@ pub struct Options {
     pub mode: Mode,
     /// Print each decision to stderr (`GLICK_DEBUG=1`).
     pub debug: bool,
+    /// A file at the image root that the caller will run first: once mounted, the helper
+    /// loads it into the page cache while the launch finishes (the stub: `start`).
+    pub preload: Option<&'static str>,
 }
 
 impl Options {
@@ -90,7 +94,11 @@ impl Options {
             Some(value) => Mode::parse(&value).ok_or(Error::BadMode(value))?,
         };
         let debug = std::env::var_os("GLICK_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
-        Ok(Self { mode, debug })
+        Ok(Self {
+            mode,
+            debug,
+            preload: None,
+        })
     }
 
     fn note(&self, what: fmt::Arguments<'_>) {
@@ -373,7 +381,16 @@ pub fn open_root(image: Image, options: &Options) -> Result<Root, Error> {
                         "mounted on {} by {rung}",
                         mountpoint.display()
                     ));
-                    return start_server(fs, fuse, rung, mountpoint, image_fd);
+                    let preload = options
+                        .preload
+                        .and_then(|name| Preload::new(fs.shared_ext2(), name));
+                    if let Some(preload) = &preload {
+                        options.note(format_args!(
+                            "the helper loads {} into the page cache",
+                            preload.what()
+                        ));
+                    }
+                    return start_server(fs, fuse, rung, mountpoint, image_fd, preload);
                 }
                 Err(e) => {
                     options.note(format_args!("{name}: {e}"));
@@ -397,6 +414,7 @@ fn start_server(
     rung: Rung,
     mountpoint: PathBuf,
     image_fd: RawFd,
+    preload: Option<Preload<ImageSource>>,
 ) -> Result<Root, Error> {
     let abandon = |error: Error| {
         let _ = mount::detach(&mountpoint, &rung);
@@ -429,6 +447,7 @@ fn start_server(
                 mountpoint,
                 rung,
                 image_fd,
+                preload,
             })
         }
         Ok(Side::Parent) => {}

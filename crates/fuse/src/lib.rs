@@ -13,6 +13,8 @@
 //! - [`launch`]: the whole chain with its last rung (extraction), the
 //!   private mountpoint, the helper process (double fork) and its
 //!   keepalive lifetime, ending in a [`launch::Root`] ready for `exec`;
+//! - `preload`: the helper pushes the file the app runs first (`start`) into
+//!   the page cache while the launch finishes;
 //! - extraction itself is [`glick_tree`]'s (shared with `glick-extract --tree`).
 //!
 //! ```no_run
@@ -34,6 +36,7 @@
 pub mod fs;
 pub mod launch;
 pub mod mount;
+mod preload;
 mod server;
 pub mod source;
 mod sys;

@@ -17,6 +17,7 @@ use rustix::event::{PollFd, PollFlags};
 
 use crate::fs::ImageFs;
 use crate::mount::{Rung, detach};
+use crate::preload::Preload;
 use crate::sys;
 
 /// Threads reading `/dev/fuse`: enough to overlap a page fault with a
@@ -90,6 +91,7 @@ pub(crate) struct ServerParts<R: ReadAt + 'static> {
     pub(crate) mountpoint: PathBuf,
     pub(crate) rung: Rung,
     pub(crate) image_fd: RawFd,
+    pub(crate) preload: Option<Preload<R>>,
 }
 
 /// The FUSE helper's whole life. Never returns.
@@ -102,14 +104,21 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
         mountpoint,
         rung,
         image_fd,
+        preload,
     } = parts;
     become_daemon(&[fuse_fd, keepalive.as_raw_fd(), alive.as_raw_fd(), image_fd]);
     // Before any thread starts, so that all of them have SIGTERM blocked.
     let stop = sys::sigterm_fd().ok();
     let watched = mountpoint.clone();
+    let notifier = session.notifier();
     let watcher = std::thread::Builder::new()
         .name("keepalive".into())
         .spawn(move || {
+            // First, while the launcher is still finishing: its lookup is answered by the
+            // workers below, and a hang-up meanwhile stays pending on the pipe.
+            if let Some(preload) = preload {
+                preload.run(&notifier, &watched);
+            }
             wait_for_hangup(&keepalive, stop.as_ref());
             let _ = detach(&watched, &rung);
             let _ = std::fs::remove_dir(&watched);
