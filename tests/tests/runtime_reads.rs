@@ -1,7 +1,8 @@
 //! Large reads through the mount (1 MiB requests, two server threads) come back byte-exact,
 //! across 1 MiB boundaries, across a hole and from concurrent readers: answered in place
 //! from the mapped bundle by the stub, copied around the hole, and read with `pread` by
-//! `glick-shell GLICK`.
+//! `glick-shell GLICK`. And `start` is in the page cache, byte-exact, by the time it runs
+//! (the helper's preload), as root and as a user mounting through `fusermount3`.
 
 use std::os::unix::fs::FileExt;
 
