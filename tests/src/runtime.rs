@@ -343,6 +343,32 @@ impl Fixture {
         cmd
     }
 
+    /// The bundle run as the test user in a private mount namespace where `/dev/fuse` is a
+    /// 0666 node (as distributions ship it), so that it mounts through the setuid
+    /// `fusermount3`. `after` is shell run in that namespace once the app is done, with its
+    /// exit status in `$status`; it decides the command's own. Fails unless run as root
+    /// with `fusermount3` and `unshare` installed.
+    pub fn command_as_user_with_open_fuse(&self, after: &str) -> Result<Command> {
+        crate::tools::require_root("creating the test namespace")?;
+        crate::tools::require_tool("fusermount3")?;
+        crate::tools::require_tool("unshare")?;
+        let (_, uid, gid) = test_user()?;
+        let node = self.tmp.path().join("fuse-node");
+        let script = format!(
+            "set -e\nmknod -m 666 {node} c 10 229\nmount --bind {node} /dev/fuse\n\
+             set +e\nsetpriv --reuid={uid} --regid={gid} --clear-groups -- \"$0\"\n\
+             status=$?\n{after}\n",
+            node = node.display()
+        );
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .arg(&self.bundle)
+            .env("XDG_RUNTIME_DIR", &self.xdg)
+            .env_remove("GLICK_MOUNT")
+            .env_remove("GLICK_DEBUG");
+        Ok(cmd)
+    }
+
     /// `BUNDLE --glick-mount`: the running stub and the mountpoint it printed. The stub
     /// is killed when the handle is dropped, so a failing test cannot leave it running
     /// (it would hold the test's output open, and the test run would never end).

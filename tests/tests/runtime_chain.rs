@@ -2,8 +2,6 @@
 //! fusermount3 as an unprivileged user, a user namespace, and extraction (forced, and as
 //! the automatic fallback when FUSE is unavailable).
 
-use std::process::Command;
-
 use anyhow::{Result, ensure};
 use glick_tests::runtime::{self, Fixture};
 use glick_tests::tools;
@@ -113,29 +111,15 @@ fn unprivileged_user_without_fuse_access_falls_back_to_extraction() -> Result<()
 /// helper unmounts with `fusermount3 -u -z` — checked inside that namespace.
 #[test]
 fn unprivileged_user_mounts_with_setuid_fusermount3() -> Result<()> {
-    tools::require_root("creating the test namespace")?;
-    tools::require_tool("fusermount3")?;
-    tools::require_tool("unshare")?;
     let fx = Fixture::script(START)?;
-    let (_, uid, gid) = runtime::test_user()?;
-    let node = fx.tmp.path().join("fuse-node");
-    let script = format!(
-        r#"set -e
-mknod -m 666 {node} c 10 229
-mount --bind {node} /dev/fuse
-setpriv --reuid={uid} --regid={gid} --clear-groups -- "$0"
-status=$?
-i=0
-while grep -q ' fuse.glick ' /proc/self/mountinfo && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done
-grep ' fuse.glick ' /proc/self/mountinfo && echo LEFT-MOUNTED
-exit $status
-"#,
-        node = node.display()
-    );
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .arg(&fx.bundle)
-        .env("XDG_RUNTIME_DIR", &fx.xdg)
+    let (_, uid, _) = runtime::test_user()?;
+    let out = fx
+        .command_as_user_with_open_fuse(
+            "i=0\n\
+             while grep -q ' fuse.glick ' /proc/self/mountinfo && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done\n\
+             grep ' fuse.glick ' /proc/self/mountinfo && echo LEFT-MOUNTED\n\
+             exit $status",
+        )?
         .env("GLICK_DEBUG", "1")
         .output()?;
     check_output(&out, "by /usr/bin/fusermount3", uid)?;

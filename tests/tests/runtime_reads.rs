@@ -8,9 +8,8 @@ use std::os::unix::fs::FileExt;
 
 use std::process::Command;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use glick_tests::runtime::{self, Fixture};
-use glick_tests::tools;
 
 /// Deterministic, non-repeating bytes (a repeated pattern would hide misplaced blocks).
 fn pattern(len: usize) -> Vec<u8> {
@@ -147,14 +146,10 @@ fn preload_bundle() -> Result<(Fixture, usize)> {
     let mut start = script.as_bytes().to_vec();
     start.resize(len, b'#');
     start[2 << 20..(2 << 20) + (256 << 10)].fill(0);
-    let tmp = tempfile::tempdir()?;
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-    let app = runtime::app_dir(tmp.path(), "")?;
-    runtime::write_exec(&app.join("start"), std::str::from_utf8(&start)?)?;
-    Ok((Fixture::from_app(tmp, app)?, len))
+    let body = start
+        .strip_prefix(b"#!/bin/sh\n")
+        .context("the script's first line")?;
+    Ok((Fixture::script(std::str::from_utf8(body)?)?, len))
 }
 
 /// The shell itself reads a few KiB of `start`; the rest can only have come from the
@@ -186,21 +181,9 @@ fn the_stub_loads_start_into_the_page_cache_before_running_it() -> Result<()> {
 /// mount namespace with a 0666 /dev/fuse (as distributions ship it).
 #[test]
 fn a_user_mounting_with_fusermount3_gets_start_preloaded_too() -> Result<()> {
-    tools::require_root("creating the test namespace")?;
-    tools::require_tool("fusermount3")?;
-    tools::require_tool("unshare")?;
     let (fx, len) = preload_bundle()?;
-    let (_, uid, gid) = runtime::test_user()?;
-    let node = fx.tmp.path().join("fuse-node");
-    let script = format!(
-        "set -e\nmknod -m 666 {node} c 10 229\nmount --bind {node} /dev/fuse\n\
-         exec setpriv --reuid={uid} --regid={gid} --clear-groups -- \"$0\"\n",
-        node = node.display()
-    );
-    let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .arg(&fx.bundle)
-        .env("XDG_RUNTIME_DIR", &fx.xdg)
+    let out = fx
+        .command_as_user_with_open_fuse("exit $status")?
         .env("EXPECT", fx.app.join("start"))
         .env("WANT", len.next_multiple_of(4096).to_string())
         .env("GLICK_MOUNT", "fuse")
