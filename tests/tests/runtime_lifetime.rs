@@ -147,6 +147,29 @@ fn command_substitution_returns_when_the_app_exits() -> Result<()> {
     fx.assert_clean()
 }
 
+/// The same for a pipe the app inherits beyond stdio (fd 5): the helper closes every
+/// descriptor it does not need, so only the app and its children hold the pipe.
+#[test]
+fn an_inherited_pipe_beyond_stdio_is_not_held_by_the_server() -> Result<()> {
+    let fx = Fixture::script("echo out >&5\nsleep 3 </dev/null >/dev/null 2>&1 5>&- &\n")?;
+    let started = Instant::now();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("x=$(\"$0\" 5>&1 >/dev/null); echo \"got $x\"")
+        .arg(&fx.bundle)
+        .env("XDG_RUNTIME_DIR", &fx.xdg)
+        .output()?;
+    let took = started.elapsed();
+    assert_eq!(text(&out.stdout), "got out\n", "{}", text(&out.stderr));
+    ensure!(
+        took < Duration::from_millis(2500),
+        "$(bundle 5>&1) took {took:?}"
+    );
+    assert_eq!(runtime::glick_mounts(&fx.runtime())?.len(), 1);
+    std::thread::sleep(Duration::from_secs(3));
+    fx.assert_clean()
+}
+
 #[test]
 fn signals_to_the_apps_process_group_spare_the_server() -> Result<()> {
     let fx = Fixture::script(
