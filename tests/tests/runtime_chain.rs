@@ -6,7 +6,11 @@ use anyhow::{Result, ensure};
 use glick_tests::runtime::{self, Fixture};
 use glick_tests::tools;
 
-const START: &str = r#"cat "$GLICKROOT/data.txt"
+/// First the app's children, read without forking (and before the shell reaps any child
+/// of its own): a mount helper (fusermount3) not reaped before the exec would be one.
+const START: &str = r#"read -r kids < /proc/$$/task/$$/children
+echo "children=$kids"
+cat "$GLICKROOT/data.txt"
 test -d "$GLICK_DIR/sub/deeper" && echo dir-ok
 id -u
 "#;
@@ -25,7 +29,7 @@ fn check_output(out: &std::process::Output, rung: &str, uid: u32) -> Result<()> 
     );
     assert_eq!(
         stdout,
-        format!("hello from the image\ndir-ok\n{uid}\n"),
+        format!("children=\nhello from the image\ndir-ok\n{uid}\n"),
         "{stderr}"
     );
     assert!(stderr.contains(rung), "expected `{rung}` in:\n{stderr}");
@@ -64,7 +68,7 @@ fn forced_extraction() -> Result<()> {
         .output()?;
     let stdout = text(&out.stdout);
     assert!(
-        stdout.starts_with("hello from the image\ndir-ok\n0\n"),
+        stdout.starts_with("children=\nhello from the image\ndir-ok\n0\n"),
         "{stdout}"
     );
     assert!(text(&out.stderr).contains("extracting to"));

@@ -370,13 +370,13 @@ pub fn open_root(image: Image, options: &Options) -> Result<Root, Error> {
         let mountpoint = private_dir("mnt")?;
         for &name in fuse_rungs {
             let attempt = match name {
-                "direct" => mount::mount_direct(&mountpoint).map(|fd| (fd, Rung::Direct)),
+                "direct" => mount::mount_direct(&mountpoint).map(|fd| (fd, Rung::Direct, None)),
                 "fusermount" => mount::mount_fusermount(&mountpoint)
-                    .map(|(fd, helper)| (fd, Rung::Fusermount(helper))),
-                _ => mount::mount_userns(&mountpoint).map(|fd| (fd, Rung::Userns)),
+                    .map(|(fd, helper, exiting)| (fd, Rung::Fusermount(helper), Some(exiting))),
+                _ => mount::mount_userns(&mountpoint).map(|fd| (fd, Rung::Userns, None)),
             };
             match attempt {
-                Ok((fuse, rung)) => {
+                Ok((fuse, rung, exiting)) => {
                     options.note(format_args!(
                         "mounted on {} by {rung}",
                         mountpoint.display()
@@ -390,7 +390,13 @@ pub fn open_root(image: Image, options: &Options) -> Result<Root, Error> {
                             preload.what()
                         ));
                     }
-                    return start_server(fs, fuse, rung, mountpoint, image_fd, preload);
+                    let mounted = Mounted {
+                        fuse,
+                        rung,
+                        mountpoint,
+                        exiting,
+                    };
+                    return start_server(fs, mounted, image_fd, preload);
                 }
                 Err(e) => {
                     options.note(format_args!("{name}: {e}"));
@@ -408,14 +414,27 @@ pub fn open_root(image: Image, options: &Options) -> Result<Root, Error> {
     Err(Error::NoMount(failures))
 }
 
-fn start_server(
-    fs: ImageFs<ImageSource>,
+/// A FUSE rung's result: the connection, how it was mounted and where, and the
+/// `fusermount3` still exiting (if that rung did it), reaped once the helper is forked.
+struct Mounted {
     fuse: OwnedFd,
     rung: Rung,
     mountpoint: PathBuf,
+    exiting: Option<mount::Exiting>,
+}
+
+fn start_server(
+    fs: ImageFs<ImageSource>,
+    mounted: Mounted,
     image_fd: RawFd,
     preload: Option<Preload<ImageSource>>,
 ) -> Result<Root, Error> {
+    let Mounted {
+        fuse,
+        rung,
+        mountpoint,
+        exiting,
+    } = mounted;
     let abandon = |error: Error| {
         let _ = mount::detach(&mountpoint, &rung);
         let _ = std::fs::remove_dir(&mountpoint);
@@ -452,6 +471,8 @@ fn start_server(
         }
         Ok(Side::Parent) => {}
     }
+    // The mount helper has exited meanwhile; reap it before the app can inherit it.
+    drop(exiting);
     // Only the server may hold the device and the pipe ends it watches:
     // if it dies, the connection aborts and the open below fails instead of
     // hanging.
