@@ -431,13 +431,23 @@ impl<R: ReadAt> Ext2<R> {
         let bs = self.block_size.get_u64();
         let within = offset % bs;
         let blocks = (within + want as u64).div_ceil(bs);
-        let run = self.map_run(ino, inode, offset / bs, blocks, &mut Scratch::default())?;
-        match run.start {
-            Some(phys) if run.len >= blocks => {
-                Ok(self.reader.bytes_at(u64::from(phys) * bs + within, want))
+        let first = offset / bs;
+        let mut scratch = Scratch::default();
+        let run = self.map_run(ino, inode, first, blocks, &mut scratch)?;
+        let Some(phys) = run.start else {
+            return Ok(None);
+        };
+        // A run found in one leaf of the block map (the direct pointers, one indirect
+        // block) may go on in the next: physically contiguous is all that counts.
+        let mut got = run.len;
+        while got < blocks {
+            let next = self.map_run(ino, inode, first + got, blocks - got, &mut scratch)?;
+            if next.start != u32::try_from(got).ok().and_then(|g| phys.checked_add(g)) {
+                return Ok(None);
             }
-            _ => Ok(None),
+            got += next.len;
         }
+        Ok(self.reader.bytes_at(u64::from(phys) * bs + within, want))
     }
 
     fn flush(
@@ -898,13 +908,15 @@ mod tests {
 
     /// An image with 1 KiB blocks, in memory, holding `f` and the directory `d`.
     /// `f`: 64 KiB of pattern whose blocks 5 and 6 are zeros (the writer stores them as a
-    /// hole), so that it has direct blocks, a hole and blocks behind an indirect block.
+    /// hole), so that it has direct blocks, a hole and blocks behind an indirect block,
+    /// which the writer places before the file's data.
     /// `d`: enough entries for several directory blocks.
     fn image() -> (Vec<u8>, Vec<u8>) {
         let mut data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251 + 1) as u8).collect();
         data[5 * BS..7 * BS].fill(0);
         let src = tempfile::tempdir().expect("tempdir");
         std::fs::write(src.path().join("f"), &data).expect("write source");
+        std::fs::write(src.path().join("g"), big()).expect("write source");
         std::fs::create_dir(src.path().join("d")).expect("mkdir");
         for i in 0..200 {
             let name = format!("entry-with-a-longish-name-{i:03}");
@@ -921,6 +933,12 @@ mod tests {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut &out, &mut bytes).expect("read image back");
         (bytes, data)
+    }
+
+    /// `g`: 1 MiB without zero blocks, reaching into the double-indirect range (and so
+    /// needing six indirect blocks at 1 KiB).
+    fn big() -> Vec<u8> {
+        (0..1 << 20).map(|i: u32| (i % 253 + 1) as u8).collect()
     }
 
     fn file<R: ReadAt>(fs: &Ext2<R>, name: &[u8]) -> (InodeNo, Inode) {
@@ -946,19 +964,28 @@ mod tests {
         let at = |offset: usize, len| fs.bytes_in_place(ino, &inode, offset as u64, len);
         // Inside the first run, across a block boundary; clipped at the end of the file.
         assert_eq!(at(100, BS).expect("read"), Some(&data[100..100 + BS]));
-        // After the hole, up to the last direct block (the indirect block follows it on
-        // disk, so the run ends there).
+        // After the hole, from the direct blocks on into those behind the indirect block:
+        // the writer puts indirect blocks before a file's data, so the data is one run.
         assert_eq!(
-            at(7 * BS, 5 * BS).expect("read"),
-            Some(&data[7 * BS..12 * BS])
+            at(7 * BS, 10 * BS).expect("read"),
+            Some(&data[7 * BS..17 * BS])
         );
-        // Behind the indirect block, and clipped at the end of the file.
+        assert_eq!(
+            at(12 * BS - 10, 20).expect("read"),
+            Some(&data[12 * BS - 10..12 * BS + 10])
+        );
+        // To the end of the file, clipped there.
         let tail = data.len() - 100;
         assert_eq!(at(tail, 1000).expect("read"), Some(&data[tail..]));
-        // Touching the hole, inside it, or across the indirect block: not one run of data.
+        assert_eq!(at(7 * BS, data.len()).expect("read"), Some(&data[7 * BS..]));
+        // A file without holes is one run from its first byte to its last, across the
+        // double-indirect tree too.
+        let (g, g_inode) = file(&fs, b"g");
+        let whole = fs.bytes_in_place(g, &g_inode, 0, 1 << 20).expect("read");
+        assert!(whole == Some(&big()[..]), "g is not one run");
+        // Touching the hole, or inside it: not one run of data.
         assert_eq!(at(5 * BS - 10, 20).expect("read"), None);
         assert_eq!(at(5 * BS + 10, 20).expect("read"), None);
-        assert_eq!(at(12 * BS - 10, 20).expect("read"), None);
         assert_eq!(at(0, data.len()).expect("read"), None);
         // Nothing to read: an empty answer, not a copy.
         assert_eq!(at(0, 0).expect("read"), Some(&[][..]));

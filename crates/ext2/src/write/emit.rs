@@ -2,8 +2,10 @@
 //! then inode tables, bitmaps, group descriptors and superblocks, each written once.
 //!
 //! Blocks are allocated in inode order from the start of the image, skipping each group's
-//! metadata, so every file is contiguous (group metadata aside) and each indirect block sits
-//! just before the data it maps, as the kernel places them.
+//! metadata: a file's indirect blocks first, then all its data, so that the data of every
+//! file is one contiguous run (group metadata and holes aside). A reader holding the image
+//! in memory can then hand out any range of a file without copying; the kernel's own
+//! allocator puts each indirect block between the data it maps instead.
 
 use std::fs::File;
 use std::io;
@@ -159,7 +161,7 @@ enum Piece {
 }
 
 /// Allocates the blocks for the given logical runs; fills `i_block` and returns the
-/// pieces in physical order. Indirect blocks are allocated just before their first data block.
+/// pieces in physical order. The indirect blocks come first, all of them, then the data.
 fn map_blocks(
     runs: &[std::ops::Range<u64>],
     block_size: u32,
@@ -181,10 +183,20 @@ fn map_blocks(
     let mut double: Option<(u64, usize)> = None;
     let mut triple: Option<usize> = None;
     let mut top_dind: Option<usize> = None;
+    // The indirect blocks, allocated ahead of the data; handed out as they are opened.
+    let data: u64 = runs.iter().map(|r| r.end - r.start).sum();
+    let maps = layout::file_blocks(runs, u64::from(block_size)) - data;
+    let mut ahead = (0..maps)
+        .map(|_| alloc.alloc())
+        .collect::<Result<std::collections::VecDeque<u32>, Error>>()?;
 
-    // Opens (allocates) a new indirect block and returns its index in `pieces`.
-    let open = |pieces: &mut Vec<Piece>, alloc: &mut Allocator<'_>| -> Result<usize, Error> {
-        let block = alloc.alloc()?;
+    // Opens a new indirect block and returns its index in `pieces`.
+    let mut open = |pieces: &mut Vec<Piece>, alloc: &mut Allocator<'_>| -> Result<usize, Error> {
+        // `file_blocks` counts exactly the blocks opened below; the fallback is for safety.
+        let block = match ahead.pop_front() {
+            Some(block) => block,
+            None => alloc.alloc()?,
+        };
         pieces.push(Piece::Map {
             block,
             pointers: vec![0; p as usize],
@@ -290,7 +302,34 @@ fn map_blocks(
             }
         }
     }
-    Ok((pieces, total))
+    // Physical order: the indirect blocks, then the data, merged into runs again where the
+    // indirect blocks used to interrupt them.
+    pieces.sort_by_key(|piece| match piece {
+        Piece::Map { block, .. } | Piece::Data { block, .. } => *block,
+    });
+    let mut merged: Vec<Piece> = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        if let (
+            Some(Piece::Data {
+                logical: l,
+                block: b,
+                count,
+            }),
+            Piece::Data {
+                logical,
+                block,
+                count: n,
+            },
+        ) = (merged.last_mut(), &piece)
+        {
+            if *l + u64::from(*count) == *logical && *b + *count == *block {
+                *count += n;
+                continue;
+            }
+        }
+        merged.push(piece);
+    }
+    Ok((merged, total))
 }
 
 /// Buffers ascending writes into the image and writes them in large pieces.

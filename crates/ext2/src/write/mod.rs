@@ -23,7 +23,8 @@
 //!
 //! A file's allocated blocks are the blocks of its source data (`SEEK_DATA`) that hold a
 //! non-zero byte: source holes stay holes and every all-zero block becomes one too, as
-//! `mke2fs -d` does; an indirect block is allocated only where it maps a data block. The scan
+//! `mke2fs -d` does; an indirect block is allocated only where it maps a data block, and a
+//! file's indirect blocks all precede its data, which is then one contiguous run. The scan
 //! reads each file's data once to find its zero blocks (the layout needs their count before
 //! it places anything) and the writer reads it again to copy it.
 //!
