@@ -125,37 +125,18 @@ fn a_mapping_outlives_the_mount_without_sigbus() -> Result<()> {
     fx.assert_clean()
 }
 
-#[test]
-fn command_substitution_returns_when_the_app_exits() -> Result<()> {
-    let fx = Fixture::script("echo out\nsleep 3 </dev/null >/dev/null 2>&1 &\n")?;
+/// Runs `sh -c SUBSTITUTION BUNDLE` for an app whose `start` prints `out` and leaves a
+/// sleeping child that holds the mount (and keepalive) but not the substitution's pipe: the
+/// substitution must end when the app does, not when the child or the server does.
+fn substitution_returns_while_a_child_holds_the_mount(
+    start: &str,
+    substitution: &str,
+) -> Result<()> {
+    let fx = Fixture::script(start)?;
     let started = Instant::now();
     let out = Command::new("sh")
         .arg("-c")
-        .arg("x=$(\"$0\"); echo \"got $x\"")
-        .arg(&fx.bundle)
-        .env("XDG_RUNTIME_DIR", &fx.xdg)
-        .output()?;
-    let took = started.elapsed();
-    assert_eq!(text(&out.stdout), "got out\n");
-    // The sleeping child holds the mount (and keepalive), not the pipe.
-    ensure!(
-        took < Duration::from_millis(2500),
-        "$(bundle) took {took:?}"
-    );
-    assert_eq!(runtime::glick_mounts(&fx.runtime())?.len(), 1);
-    std::thread::sleep(Duration::from_secs(3));
-    fx.assert_clean()
-}
-
-/// The same for a pipe the app inherits beyond stdio (fd 5): the helper closes every
-/// descriptor it does not need, so only the app and its children hold the pipe.
-#[test]
-fn an_inherited_pipe_beyond_stdio_is_not_held_by_the_server() -> Result<()> {
-    let fx = Fixture::script("echo out >&5\nsleep 3 </dev/null >/dev/null 2>&1 5>&- &\n")?;
-    let started = Instant::now();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("x=$(\"$0\" 5>&1 >/dev/null); echo \"got $x\"")
+        .arg(substitution)
         .arg(&fx.bundle)
         .env("XDG_RUNTIME_DIR", &fx.xdg)
         .output()?;
@@ -163,11 +144,29 @@ fn an_inherited_pipe_beyond_stdio_is_not_held_by_the_server() -> Result<()> {
     assert_eq!(text(&out.stdout), "got out\n", "{}", text(&out.stderr));
     ensure!(
         took < Duration::from_millis(2500),
-        "$(bundle 5>&1) took {took:?}"
+        "{substitution} took {took:?}"
     );
     assert_eq!(runtime::glick_mounts(&fx.runtime())?.len(), 1);
     std::thread::sleep(Duration::from_secs(3));
     fx.assert_clean()
+}
+
+#[test]
+fn command_substitution_returns_when_the_app_exits() -> Result<()> {
+    substitution_returns_while_a_child_holds_the_mount(
+        "echo out\nsleep 3 </dev/null >/dev/null 2>&1 &\n",
+        "x=$(\"$0\"); echo \"got $x\"",
+    )
+}
+
+/// The same for a pipe the app inherits beyond stdio (fd 5): the helper closes every
+/// descriptor it does not need, so only the app and its children hold the pipe.
+#[test]
+fn an_inherited_pipe_beyond_stdio_is_not_held_by_the_server() -> Result<()> {
+    substitution_returns_while_a_child_holds_the_mount(
+        "echo out >&5\nsleep 3 </dev/null >/dev/null 2>&1 5>&- &\n",
+        "x=$(\"$0\" 5>&1 >/dev/null); echo \"got $x\"",
+    )
 }
 
 #[test]
