@@ -269,20 +269,11 @@ impl<R: ReadAt + 'static> Filesystem for ImageFs<R> {
             Ok(found) => found,
             Err(e) => return reply.error(e),
         };
-        // From a mapped image, one contiguous run goes out straight from the mapping.
-        match self.ext2.bytes_in_place(ino, &inode, offset, len) {
-            Ok(Some(bytes)) => return reply.data(bytes),
-            Ok(None) => {}
-            Err(e) => return reply.error(errno(&e)),
-        }
-        READ_BUF.with_borrow_mut(|buf| {
-            if buf.len() < len {
-                buf.resize(len, 0);
-            }
-            match self.ext2.read(ino, &inode, offset, &mut buf[..len]) {
-                Ok(n) => reply.data(&buf[..n]),
-                Err(e) => reply.error(errno(&e)),
-            }
+        // From a mapped image, one contiguous run goes out straight from the mapping; the
+        // rest is copied into this thread's buffer.
+        READ_BUF.with_borrow_mut(|buf| match self.ext2.bytes(ino, &inode, offset, len, buf) {
+            Ok(bytes) => reply.data(bytes),
+            Err(e) => reply.error(errno(&e)),
         });
     }
 

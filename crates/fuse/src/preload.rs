@@ -74,16 +74,9 @@ impl<R: ReadAt> Preload<R> {
         let mut at = 0u64;
         while at < end {
             let len = usize::try_from(end - at).map_or(CHUNK, |left| left.min(CHUNK));
-            let bytes = match self.ext2.bytes_in_place(self.ino, &self.inode, at, len) {
-                Ok(Some(bytes)) => bytes,
-                Ok(None) => {
-                    copy.resize(len, 0);
-                    match self.ext2.read(self.ino, &self.inode, at, &mut copy) {
-                        Ok(n) if n == len => &copy[..],
-                        _ => break,
-                    }
-                }
-                Err(_) => break,
+            let bytes = match self.ext2.bytes(self.ino, &self.inode, at, len, &mut copy) {
+                Ok(bytes) if bytes.len() == len => bytes,
+                _ => break,
             };
             if notifier.store(node, at, bytes).is_err() {
                 break;
