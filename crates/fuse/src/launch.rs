@@ -27,7 +27,7 @@ use crate::mount::{self, Rung};
 use crate::preload::Preload;
 use crate::server::{self, ServerParts};
 use crate::source::ImageSource;
-use crate::sys::{self, Side};
+use crate::sys;
 
 /// The descriptor the app finds its root on (`GLICKROOT=/proc/self/fd/1023`).
 pub const ROOT_FD: RawFd = 1023;
@@ -453,32 +453,25 @@ fn start_server(
         Ok(session) => session,
         Err(e) => return Err(abandon(Error::Serve(e))),
     };
-    match sys::double_fork() {
-        Err(e) => return Err(abandon(sys_err("fork")(e))),
-        Ok(Side::Helper) => {
-            drop(keep_w);
-            drop(alive_r);
-            server::serve(ServerParts {
-                session,
-                fuse_fd,
-                keepalive: keep_r,
-                alive: alive_w,
-                mountpoint,
-                rung,
-                image_fd,
-                preload,
-            })
-        }
-        Ok(Side::Parent) => {}
+    let parts = ServerParts {
+        session,
+        fuse_fd,
+        keepalive: keep_r,
+        alive: alive_w,
+        mountpoint: mountpoint.clone(),
+        rung: rung.clone(),
+        image_fd,
+        preload,
+    };
+    // The helper closes every descriptor it does not serve with, our ends of the pipes
+    // included. Ours of what it serves with (the device, its pipe ends) go when the
+    // closure is dropped here: if the helper dies, the connection aborts and the open
+    // below fails instead of hanging.
+    if let Err(e) = sys::spawn_helper(move || server::serve(parts)) {
+        return Err(abandon(sys_err("fork")(e)));
     }
     // The mount helper has exited meanwhile; reap it before the app can inherit it.
     drop(exiting);
-    // Only the server may hold the device and the pipe ends it watches:
-    // if it dies, the connection aborts and the open below fails instead of
-    // hanging.
-    drop(session);
-    drop(keep_r);
-    drop(alive_w);
     let fd = rustix::fs::open(
         &mountpoint,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -524,23 +517,19 @@ fn extracted_root(fs: &ImageFs<ImageSource>, dir: PathBuf) -> Result<Root, Error
             source: e.into(),
         })
     })?;
-    match sys::double_fork() {
-        Err(e) => Err(cleanup(sys_err("fork")(e))),
-        Ok(Side::Helper) => {
-            drop(keep_w);
-            drop(alive_r);
-            drop(fd);
-            server::remove_when_done(keep_r, alive_w, &dir)
-        }
-        Ok(Side::Parent) => Ok(Root {
-            dir,
-            fd,
-            keepalive: keep_w,
-            how: How::Extracted,
-            helper: alive_r,
-            installed: false,
-        }),
+    let watched = dir.clone();
+    if let Err(e) = sys::spawn_helper(move || server::remove_when_done(keep_r, alive_w, &watched)) {
+        drop(fd);
+        return Err(cleanup(sys_err("fork")(e)));
     }
+    Ok(Root {
+        dir,
+        fd,
+        keepalive: keep_w,
+        how: How::Extracted,
+        helper: alive_r,
+        installed: false,
+    })
 }
 
 /// The inode-number and owner facts a caller may want to print: the image

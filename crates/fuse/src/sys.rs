@@ -1,68 +1,154 @@
-//! The few system calls rustix has no safe wrapper for: `fork`, `unshare`,
+//! The few system calls rustix has no safe wrapper for: `clone` and `fork`, `unshare`,
 //! signal dispositions and closing inherited descriptors.
 //!
 //! Every `unsafe` block of the crate lives here, each with its reason.
 
 #![expect(
     unsafe_code,
-    reason = "fork, unshare, signal and close have no safe wrappers"
+    reason = "clone, fork, unshare, signal and close have no safe wrappers"
 )]
 
 use std::io;
 use std::os::fd::RawFd;
+use std::ptr;
 
-/// Which side of a [`double_fork`] the caller is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Side {
-    /// The original process; the helper is running.
-    Parent,
-    /// The helper: a grandchild in its own session, reparented to init.
-    Helper,
-}
+/// The helper's main stack: what a main thread gets by default. Anonymous memory,
+/// touched only as deep as the helper goes.
+const HELPER_STACK: usize = 8 << 20;
 
-/// Fork twice so that the helper is not a child of the caller (nor of the app
-/// it execs into) and lives in its own session, away from the caller's
-/// terminal and process group.
+/// Run `helper` in a new process that is not a child of the caller (nor of the app it
+/// execs into), lives in its own session away from the caller's terminal and process
+/// group, and is reparented to init. Returns in the caller once the helper exists;
+/// `helper` runs only in the helper and is meant never to return (if it does, the
+/// helper exits with status 1).
+///
+/// The intermediate child is a `clone(CLONE_VM | CLONE_VFORK)` on a stack of its own, as in
+/// `posix_spawn`: it shares the caller's memory while the caller waits, so the address
+/// space is neither copied for it nor torn down after it. It makes two system calls,
+/// `setsid` and `fork`, and leaves. The helper is that `fork`'s child: a private copy of
+/// the caller's memory, running on the borrowed stack, which it keeps; the caller's own
+/// frames stay frozen in its copy, never returned to.
 ///
 /// Must be called while the process has a single thread: after `fork` only
 /// the calling thread exists in the child, so any lock held by another thread
 /// (the allocator's included) would stay locked forever.
-pub(crate) fn double_fork() -> io::Result<Side> {
-    // SAFETY: callers run single-threaded (documented above, and true of the
-    // stub and glick-shell, which start no threads before this), so the child
-    // may use the allocator and the standard library freely.
-    let first = unsafe { libc::fork() };
-    if first < 0 {
-        return Err(io::Error::last_os_error());
+pub(crate) fn spawn_helper<F: FnOnce()>(helper: F) -> io::Result<()> {
+    struct Start<F> {
+        helper: Option<F>,
+        mask: libc::sigset_t,
     }
-    if first > 0 {
-        // Reap the intermediate child; it exits at once.
-        let pid = rustix::process::Pid::from_raw(first);
-        loop {
-            match rustix::process::waitpid(pid, rustix::process::WaitOptions::empty()) {
-                Err(rustix::io::Errno::INTR) => continue,
-                Ok(Some((_, status))) if status.exit_status() == Some(0) => {
-                    return Ok(Side::Parent);
-                }
-                Ok(_) => return Err(io::Error::other("helper process failed to start")),
-                Err(e) => return Err(e.into()),
+
+    extern "C" fn intermediate<F: FnOnce()>(arg: *mut libc::c_void) -> libc::c_int {
+        let start = arg.cast::<Start<F>>();
+        // SAFETY: this runs in the caller's memory while the caller is suspended, with
+        // every signal blocked: it only makes system calls. `fork` is musl's, which in
+        // the parent branch only takes and drops locks the suspended, single-threaded
+        // caller does not hold. Its child owns a copy of the memory, in which `start`
+        // (a live local of the caller's frame, frozen there) is valid and used once.
+        unsafe {
+            if libc::setsid() < 0 {
+                return 1;
             }
+            match libc::fork() {
+                0 => {}
+                n if n > 0 => return 0,
+                _ => return 1,
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &raw const (*start).mask, ptr::null_mut());
+            if let Some(helper) = (*start).helper.take() {
+                helper();
+            }
+            libc::_exit(1)
         }
     }
-    // Intermediate child: new session, fork the helper, leave.
-    if rustix::process::setsid().is_err() {
-        exit_now(1);
+
+    let stack = Stack::new(HELPER_STACK)?;
+    let mut start = Start {
+        helper: Some(helper),
+        // SAFETY: a sigset_t is plain data; pthread_sigmask overwrites it below.
+        mask: unsafe { std::mem::zeroed() },
+    };
+    // SAFETY: `all` is initialised by sigfillset; the masks are locals. With every signal
+    // blocked no handler can run in the intermediate child on the shared memory. `clone`
+    // gets a stack of its own (the top of a mapping nothing else uses) and a pointer to
+    // `start`, which outlives the child: CLONE_VFORK suspends us until it has exited.
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut start.mask);
+        let pid = libc::clone(
+            intermediate::<F>,
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&raw mut start).cast(),
+        );
+        let error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &start.mask, ptr::null_mut());
+        if pid < 0 {
+            return Err(error);
+        }
+        pid
+    };
+    // The intermediate child has exited by now: reap it.
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| io::Error::other("clone returned no process id"))?;
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(Some((_, status))) if status.exit_status() == Some(0) => return Ok(()),
+            Ok(_) => return Err(io::Error::other("helper process failed to start")),
+            Err(e) => return Err(e.into()),
+        }
     }
-    // SAFETY: still single-threaded (we are the child of a single-threaded
-    // process and started no thread).
-    let second = unsafe { libc::fork() };
-    if second < 0 {
-        exit_now(1);
+}
+
+/// A stack for [`spawn_helper`]'s children, with an inaccessible guard page below it.
+/// Unmapped here on drop; the helper keeps its own copy.
+struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl Stack {
+    fn new(size: usize) -> io::Result<Self> {
+        let guard = 4096;
+        let len = size + guard;
+        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choice;
+        // nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Self { base, len };
+        // SAFETY: the first page of the mapping just made.
+        if unsafe { libc::mprotect(base, guard, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
     }
-    if second > 0 {
-        exit_now(0);
+
+    /// The initial stack pointer: the mapping's end (stacks grow down).
+    fn top(&self) -> *mut libc::c_void {
+        self.base.wrapping_byte_add(self.len)
     }
-    Ok(Side::Helper)
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, used by no one in this process any more.
+        unsafe {
+            libc::munmap(self.base, self.len);
+        }
+    }
 }
 
 /// Leave the process at once, without running destructors or atexit
