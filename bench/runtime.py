@@ -21,7 +21,9 @@ Measures (medians of many runs), and marks the issue's targets met / not met:
 """
 
 import argparse
+import mmap
 import os
+import struct
 import shutil
 import statistics
 import subprocess
@@ -56,6 +58,16 @@ def median_time(fn, runs):
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def interleaved_medians(fns, runs):
+    """Median time of each of `fns`, run in turn `runs` times: a host that slows down or
+    speeds up during the measurement then affects all of them alike."""
+    times = [[] for _ in fns]
+    for _ in range(runs):
+        for i, fn in enumerate(fns):
+            times[i].append(timed(fn))
+    return [statistics.median(t) for t in times]
 
 
 def report(name, value, unit, target=None, ok=None):
@@ -109,9 +121,51 @@ def read_all(path):
     return total
 
 
+def large_folio_share(path, span=64 * MIB):
+    """The share of the first `span` bytes of `path` that the page cache holds in large
+    folios: each page mapped, its frame looked up in /proc/self/pagemap and its flags in
+    /proc/kpageflags (root only; compound head or tail = part of a large folio). The
+    cache must already hold the range (warm), so mapping it sends no requests."""
+    pages = min(os.path.getsize(path), span) // 4096
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        m = mmap.mmap(fd, pages * 4096, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    with m, open("/proc/self/pagemap", "rb") as pagemap, open("/proc/kpageflags", "rb") as kpf:
+        for i in range(pages):
+            m[i * 4096]  # fault each page in: it is cached
+        real = os.path.realpath(path)
+        with open("/proc/self/maps") as maps:
+            base = next(int(line.split("-")[0], 16) for line in maps
+                        if line.rstrip().endswith(real))
+        large = 0
+        for i in range(pages):
+            pagemap.seek((base // 4096 + i) * 8)
+            entry = struct.unpack("Q", pagemap.read(8))[0]
+            if not entry >> 63:  # not present
+                continue
+            kpf.seek((entry & ((1 << 55) - 1)) * 8)
+            if struct.unpack("Q", kpf.read(8))[0] >> 15 & 3:  # COMPOUND_HEAD | _TAIL
+                large += 1
+    return large / pages
+
+
 def stub_size():
     size = STUB.stat().st_size
     report("stub stripped size (KiB)", size / 1024, "KiB", "<= 512 KiB", size <= 512 * 1024)
+
+
+def user_launch_code(exe, bundle_path, runs, warmup):
+    """A python3 -c program, run as the test user, printing the median times of `exe` and
+    of `bundle_path` (seconds), interleaved as in interleaved_medians."""
+    return ("import subprocess,time,statistics\n"
+            f"[subprocess.run([\"{bundle_path}\"]) for i in range({warmup})]\n"
+            "t=([],[])\n"
+            f"for i in range({runs}):\n"
+            f" for k,a in enumerate((\"{exe}\",\"{bundle_path}\")):\n"
+            "  s=time.perf_counter(); subprocess.run([a]); t[k].append(time.perf_counter()-s)\n"
+            "print(statistics.median(t[0]), statistics.median(t[1]))")
 
 
 def launch(work, runs):
@@ -126,8 +180,8 @@ def launch(work, runs):
     bundle(app, b)
     for _ in range(20):
         subprocess.run([b])
-    native = median_time(lambda: subprocess.run([exe]), runs)
-    glick = median_time(lambda: subprocess.run([b]), runs)
+    native, glick = interleaved_medians([lambda: subprocess.run([exe]),
+                                         lambda: subprocess.run([b])], runs)
     report("launch: static binary run directly (ms)", native * 1e3, "ms")
     report("launch: same binary as a bundle, root (ms)", glick * 1e3, "ms")
     over = (glick - native) * 1e3
@@ -137,14 +191,7 @@ def launch(work, runs):
     if uid:
         # Unprivileged on this machine as it is: /dev/fuse is 0600 and fusermount3 opens it
         # as the user, so the chain ends in extraction.
-        code = ("import subprocess,time,statistics\n"
-                "def m(a):\n"
-                " t=[]\n"
-                f" for i in range({max(runs // 5, 20)}):\n"
-                "  s=time.perf_counter(); subprocess.run(a); t.append(time.perf_counter()-s)\n"
-                " return statistics.median(t)\n"
-                f"[subprocess.run([\"{b}\"]) for i in range(5)]\n"
-                f"print(m([\"{exe}\"]), m([\"{b}\"]))")
+        code = user_launch_code(exe, b, max(runs // 5, 20), 5)
         out = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                               "python3", "-c", code], capture_output=True, text=True,
                              env={**os.environ, "XDG_RUNTIME_DIR": "/tmp"})
@@ -159,14 +206,7 @@ def launch(work, runs):
         node = work / "fuse-node"
         script = (f"mknod -m 666 {node} c 10 229 2>/dev/null; mount --bind {node} /dev/fuse; "
                   f"exec setpriv --reuid={uid} --regid={uid} --clear-groups python3 -c '"
-                  "import subprocess,time,statistics,sys\n"
-                  "def m(a):\n"
-                  " t=[]\n"
-                  f" for i in range({runs}):\n"
-                  "  s=time.perf_counter(); subprocess.run(a); t.append(time.perf_counter()-s)\n"
-                  " return statistics.median(t)\n"
-                  f"[subprocess.run([\"{b}\"]) for i in range(10)]\n"
-                  f"print(m([\"{exe}\"]), m([\"{b}\"]))'")
+                  + user_launch_code(exe, b, runs, 10) + "'")
         out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                              capture_output=True, text=True,
                              env={**os.environ, "XDG_RUNTIME_DIR": "/tmp"})
@@ -195,9 +235,12 @@ def sequential_read(work, runs):
     read_all(b)  # the bundle is cached
     read_all(img)
 
+    folios = {}
+
     def measure(name, path):
         read_all(path)
         warm = median_time(lambda: read_all(path), runs)
+        folios[name] = large_folio_share(path)
 
         def cold():
             drop_file_pages(path)  # not timed: only the read is
@@ -236,6 +279,11 @@ def sequential_read(work, runs):
     for name, (cold, warm) in rates.items():
         report(f"read 512 MiB, pages dropped: {name} (MiB/s)", cold, "MiB/s")
         report(f"read 512 MiB, warm: {name} (MiB/s)", warm, "MiB/s")
+    # Why warm reads differ: how much of the cached file sits in large folios (fewer
+    # lookups and reference counts per byte copied). FUSE's page cache has none on
+    # kernels that do not give it large folios.
+    for name, share in folios.items():
+        report(f"warm cache in large folios: {name} (%)", share * 100, "%")
     g_cold, g_warm = rates["glick"]
     report("server-path read (MiB/s)", g_cold, "MiB/s", ">= 2000", g_cold >= 2000)
     ratio = g_warm / rates["native"][1]
@@ -351,11 +399,8 @@ def cpython(work, runs):
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     subprocess.run([app / "start", *args], check=True, env=env)
     subprocess.run([b, *args], check=True, env=env)
-    plain_t, glick_t = [], []
-    for _ in range(runs):  # interleaved, so load changes hit both alike
-        plain_t.append(timed(lambda: subprocess.run([app / "start", *args], env=env)))
-        glick_t.append(timed(lambda: subprocess.run([b, *args], env=env)))
-    plain, glick = statistics.median(plain_t), statistics.median(glick_t)
+    plain, glick = interleaved_medians([lambda: subprocess.run([app / "start", *args], env=env),
+                                        lambda: subprocess.run([b, *args], env=env)], runs)
     report("CPython import json, sqlite3, decimal: plain dir (ms)", plain * 1e3, "ms")
     report("CPython import json, sqlite3, decimal: bundle (ms)", glick * 1e3, "ms")
     report("CPython bundle / plain dir (x)", glick / plain, "x", "<= 1.25x",
