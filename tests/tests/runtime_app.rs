@@ -276,6 +276,27 @@ fn glick_mount_stays_until_killed() -> Result<()> {
 }
 
 #[test]
+fn a_crashed_helper_leaves_no_mount_behind() -> Result<()> {
+    // SIGABRT, as a panic in the server ends it (the stub aborts on panic): no orderly
+    // detach. The connection aborts, --glick-mount sees the helper gone and takes the dead
+    // mount and its directory away itself.
+    let fx = Fixture::script("true\n")?;
+    let (mut child, dir) = fx.glick_mount()?;
+    assert!(dir.join("data.txt").is_file());
+    let helpers: Vec<u32> = runtime::processes_of(&fx.bundle)
+        .into_iter()
+        .filter(|&pid| pid != child.id())
+        .collect();
+    assert_eq!(helpers.len(), 1, "one helper: {helpers:?}");
+    let status = Command::new("kill")
+        .args(["-ABRT", &helpers[0].to_string()])
+        .status()?;
+    assert!(status.success());
+    assert_eq!(child.wait()?.code(), Some(0));
+    fx.assert_clean()
+}
+
+#[test]
 fn verify_detects_a_changed_image() -> Result<()> {
     let fx = Fixture::script("true\n")?;
     let offset: u64 = text(&fx.command().arg("--glick-offset").output()?.stdout)

@@ -247,26 +247,33 @@ impl Root {
     /// For `--glick-mount`.
     pub fn wait_unmounted(self) {
         let Root {
+            dir,
             fd,
             keepalive,
+            how,
             helper,
             ..
         } = self;
         drop(fd);
         server::wait_for_hangup(&helper, None);
         drop(keepalive);
+        take_away_leftover(&dir, how);
     }
 
     /// Give the root up (closing every descriptor on it and the keepalive,
     /// installed copies included) and wait until the helper has unmounted
     /// or removed it and exited. For failures before the app runs.
+    ///
+    /// A helper that died instead left the mount or the copy behind: it is taken away
+    /// here, so that a failure leaves nothing either way.
     pub fn close_and_wait(self) {
         let Root {
+            dir,
             fd,
             keepalive,
+            how,
             helper,
             installed,
-            ..
         } = self;
         if installed {
             sys::close_fixed(&[ROOT_FD, KEEPALIVE_FD]);
@@ -274,6 +281,23 @@ impl Root {
         drop(fd);
         drop(keepalive);
         server::wait_for_hangup(&helper, None);
+        take_away_leftover(&dir, how);
+    }
+}
+
+/// After the helper has exited: if it died instead of taking the mount (or the copy) away,
+/// with its connection aborted, do that here. The helper removes the directory last, so a
+/// directory still there means it did not finish; on a dead mount `lstat` gives `ENOTCONN`.
+fn take_away_leftover(dir: &Path, how: How) {
+    if matches!(std::fs::symlink_metadata(dir), Err(e) if e.kind() == io::ErrorKind::NotFound) {
+        return;
+    }
+    match how {
+        How::Mounted(rung) => {
+            let _ = mount::detach(dir, &rung);
+            let _ = std::fs::remove_dir(dir);
+        }
+        How::Extracted => glick_tree::remove(dir),
     }
 }
 

@@ -14,15 +14,20 @@
 //! failure (a kernel without the notification, a lookup that fails) just leaves the reads to
 //! the usual path. The store never waits on the FUSE workers' progress except for pages
 //! that an in-flight `READ` holds locked, which those workers answer; it runs on the
-//! keepalive thread, not on a worker, so it cannot stall them.
+//! keepalive thread, not on a worker, so it cannot stall them. The lookup is made from a
+//! child process holding no descriptor ([`sys::lstat_without_descriptors`]), so that a
+//! worker dying with it in hand ends the helper (and aborts the connection) instead of
+//! leaving it waiting on itself for good.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::sync::Arc;
 
 use fuser::{INodeNo, Notifier};
 use glick_ext2::{Ext2, FileType, Inode, InodeNo, ReadAt};
+
+use crate::sys;
 
 /// The most bytes of the file pushed into the page cache.
 pub(crate) const PRELOAD_MAX: u64 = 16 << 20;
@@ -65,7 +70,12 @@ impl<R: ReadAt> Preload<R> {
     /// workers), then store its bytes; stop at the first failure.
     pub(crate) fn run(&self, notifier: &Notifier, mountpoint: &Path) {
         let path = mountpoint.join(OsStr::from_bytes(self.name.as_bytes()));
-        if std::fs::symlink_metadata(path).is_err() {
+        let Ok(path) = CString::new(path.into_os_string().into_vec()) else {
+            return;
+        };
+        // A request to our own workers: made from a child that holds no descriptor, so
+        // that a worker dying meanwhile ends the helper instead of hanging it.
+        if !sys::lstat_without_descriptors(&path) {
             return;
         }
         let node = INodeNo(u64::from(self.ino.0));

@@ -52,8 +52,15 @@ pub(crate) fn wait_for_hangup(read_end: &OwnedFd, stop: Option<&OwnedFd>) {
 
 /// Cut the helper off from the app: own session (done by the double fork),
 /// terminal signals ignored, stdio on `/dev/null`, no other inherited
-/// descriptor, cwd `/` (so it pins no mount).
+/// descriptor, cwd `/` (so it pins no mount), and not dumpable.
+///
+/// Not dumpable, because a core dump first waits for every thread to stop, and a thread
+/// blocked on a request to this very server (the preload's lookup) never does once the
+/// worker that read it is gone: the crash would become a helper stuck for good and an
+/// app hanging on its mount. Without the dump, the dying helper's descriptors close and
+/// the kernel aborts the connection; the app's requests fail with `ENOTCONN`.
 pub(crate) fn become_daemon(keep: &[RawFd]) {
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     sys::ignore_terminal_signals();
     if let Ok(null) = rustix::fs::open(
         "/dev/null",

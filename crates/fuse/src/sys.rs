@@ -65,41 +65,112 @@ pub(crate) fn spawn_helper<F: FnOnce()>(helper: F) -> io::Result<()> {
     let stack = Stack::new(HELPER_STACK)?;
     let mut start = Start {
         helper: Some(helper),
-        // SAFETY: a sigset_t is plain data; pthread_sigmask overwrites it below.
+        // SAFETY: a sigset_t is plain data; vfork_call overwrites it before the child runs.
         mask: unsafe { std::mem::zeroed() },
     };
-    // SAFETY: `all` is initialised by sigfillset; the masks are locals. With every signal
-    // blocked no handler can run in the intermediate child on the shared memory. `clone`
-    // gets a stack of its own (the top of a mapping nothing else uses) and a pointer to
-    // `start`, which outlives the child: CLONE_VFORK suspends us until it has exited.
+    let arg = &raw mut start;
+    // SAFETY: `intermediate` only makes system calls on the shared memory (see there);
+    // the stack is the top of a mapping nothing else uses; `start` outlives the child.
+    let status = unsafe {
+        vfork_call(
+            intermediate::<F>,
+            arg.cast(),
+            stack.top(),
+            &raw mut (*arg).mask,
+        )?
+    };
+    if status != Some(0) {
+        return Err(io::Error::other("helper process failed to start"));
+    }
+    Ok(())
+}
+
+/// Run `child(arg)` in a `clone(CLONE_VM | CLONE_VFORK)` child, as `posix_spawn` does, and
+/// return its exit status once it has exited and been reaped (`None`: killed by a signal).
+/// Only the calling thread waits meanwhile. Every signal is blocked around the `clone`
+/// (the mask before it is written to `saved_mask` first, for the child to restore where
+/// it needs to), so that no handler runs in the child on the shared memory.
+///
+/// # Safety
+///
+/// `child` runs in this process's memory, on `stack_top`, while other threads may run:
+/// it may only make system calls (and fork), and must not return into or unwind through
+/// anything but its own frame. `stack_top` is the top of memory nothing else uses until
+/// this returns; `arg` and `saved_mask` stay valid as long.
+unsafe fn vfork_call(
+    child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+    stack_top: *mut libc::c_void,
+    saved_mask: *mut libc::sigset_t,
+) -> io::Result<Option<i32>> {
+    // SAFETY: `all` is initialised by sigfillset; `saved_mask` is valid (caller). The
+    // caller vouches for `child`, its stack and its argument.
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut start.mask);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, saved_mask);
         let pid = libc::clone(
-            intermediate::<F>,
-            stack.top(),
+            child,
+            stack_top,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&raw mut start).cast(),
+            arg,
         );
         let error = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &start.mask, ptr::null_mut());
+        libc::pthread_sigmask(libc::SIG_SETMASK, saved_mask, ptr::null_mut());
         if pid < 0 {
             return Err(error);
         }
         pid
     };
-    // The intermediate child has exited by now: reap it.
     let pid = rustix::process::Pid::from_raw(pid)
         .ok_or_else(|| io::Error::other("clone returned no process id"))?;
     loop {
         match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
             Err(rustix::io::Errno::INTR) => continue,
-            Ok(Some((_, status))) if status.exit_status() == Some(0) => return Ok(()),
-            Ok(_) => return Err(io::Error::other("helper process failed to start")),
+            Ok(Some((_, status))) => return Ok(status.exit_status()),
+            Ok(None) => return Err(io::Error::other("child vanished")),
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// `lstat(path)` from a child process that first closes every descriptor it inherited;
+/// true if it succeeded.
+///
+/// For a lookup the helper makes through its own mount: once a worker has read such a
+/// request, whoever waits for it cannot be interrupted until it is answered or the
+/// connection ends, and the connection ends when the last reference to the FUSE device
+/// goes. Waiting in a thread of the helper, it would keep the helper's own references, so
+/// a worker dying with the request would leave the helper stuck for good. The child holds
+/// none: if the helper dies meanwhile, the connection aborts and the child's `lstat` fails.
+/// It shares our memory while the calling thread waits (nothing is copied), and only makes
+/// system calls.
+pub(crate) fn lstat_without_descriptors(path: &std::ffi::CStr) -> bool {
+    extern "C" fn look(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the caller's C string, alive until we exit; the stat buffer is on
+        // this child's stack. Only system calls, no allocation.
+        unsafe {
+            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+                return 1;
+            }
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::lstat(arg.cast::<libc::c_char>(), &mut st) == 0 {
+                0
+            } else {
+                1
+            }
+        }
+    }
+    #[repr(align(16))]
+    struct ChildStack([u8; 16 << 10]);
+    let mut stack = ChildStack([0; 16 << 10]);
+    let top = stack.0.as_mut_ptr_range().end.cast::<libc::c_void>();
+    // SAFETY: a sigset_t is plain data, written by vfork_call before use.
+    let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `look` only makes system calls; its stack is this frame's buffer, unused
+    // by anything else until the child has exited; `path` and `mask` outlive the call.
+    let status = unsafe { vfork_call(look, path.as_ptr().cast_mut().cast(), top, &raw mut mask) };
+    matches!(status, Ok(Some(0)))
 }
 
 /// A stack for [`spawn_helper`]'s children, with an inaccessible guard page below it.
