@@ -260,6 +260,13 @@ fn glick_mount_stays_until_killed() -> Result<()> {
     // SIGTERM to the FUSE helper itself (as `pkill -f BUNDLE` sends it): it detaches the
     // mount and removes the mountpoint on its way out, nothing stale stays; --glick-mount,
     // which waits for the helper, then ends by itself.
+    assert_eq!(signal_the_helper_of_a_mount(&fx, "-TERM")?.code(), Some(0));
+    fx.assert_clean()
+}
+
+/// `BUNDLE --glick-mount`, then `signal` (a `kill` option) to its FUSE helper; the exit
+/// status of `--glick-mount`, which waits for the helper.
+fn signal_the_helper_of_a_mount(fx: &Fixture, signal: &str) -> Result<std::process::ExitStatus> {
     let (mut child, dir) = fx.glick_mount()?;
     assert!(dir.join("data.txt").is_file());
     let helpers: Vec<u32> = runtime::processes_of(&fx.bundle)
@@ -268,11 +275,10 @@ fn glick_mount_stays_until_killed() -> Result<()> {
         .collect();
     assert_eq!(helpers.len(), 1, "one helper: {helpers:?}");
     let status = Command::new("kill")
-        .args(["-TERM", &helpers[0].to_string()])
+        .args([signal, &helpers[0].to_string()])
         .status()?;
     assert!(status.success());
-    child.wait()?;
-    fx.assert_clean()
+    Ok(child.wait()?)
 }
 
 #[test]
@@ -281,18 +287,7 @@ fn a_crashed_helper_leaves_no_mount_behind() -> Result<()> {
     // detach. The connection aborts, --glick-mount sees the helper gone and takes the dead
     // mount and its directory away itself.
     let fx = Fixture::script("true\n")?;
-    let (mut child, dir) = fx.glick_mount()?;
-    assert!(dir.join("data.txt").is_file());
-    let helpers: Vec<u32> = runtime::processes_of(&fx.bundle)
-        .into_iter()
-        .filter(|&pid| pid != child.id())
-        .collect();
-    assert_eq!(helpers.len(), 1, "one helper: {helpers:?}");
-    let status = Command::new("kill")
-        .args(["-ABRT", &helpers[0].to_string()])
-        .status()?;
-    assert!(status.success());
-    assert_eq!(child.wait()?.code(), Some(0));
+    assert_eq!(signal_the_helper_of_a_mount(&fx, "-ABRT")?.code(), Some(0));
     fx.assert_clean()
 }
 
