@@ -212,6 +212,48 @@ fn sigkill_of_the_app_leaves_nothing() -> Result<()> {
 }
 
 #[test]
+fn a_dead_mount_left_by_a_killed_helper_is_swept_by_the_next_launch() -> Result<()> {
+    let fx = Fixture::script(
+        "if [ \"$1\" = wait ]; then exec sleep 30; fi\ncat \"$GLICKROOT/data.txt\"\n",
+    )?;
+    // The helper killed outright while its app runs: the app keeps a dead mount (its reads
+    // fail) and, killed in turn, leaves it behind with nobody to take it away.
+    let mut app = fx.command().arg("wait").spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let helper = loop {
+        let others: Vec<u32> = runtime::processes_of(&fx.bundle)
+            .into_iter()
+            .filter(|&pid| pid != app.id())
+            .collect();
+        if let [helper] = others[..] {
+            break helper;
+        }
+        ensure!(Instant::now() < deadline, "no helper: {others:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    ensure!(
+        Command::new("kill")
+            .args(["-KILL", &helper.to_string()])
+            .status()?
+            .success()
+    );
+    app.kill()?;
+    app.wait()?;
+    std::thread::sleep(Duration::from_millis(200));
+    let dead = runtime::glick_mounts(&fx.runtime())?;
+    assert_eq!(dead.len(), 1, "the dead mount stays until swept: {dead:?}");
+    // The next launch's helper finds it (statfs: ENOTCONN) and takes it away.
+    let out = fx.command().output()?;
+    assert_eq!(
+        text(&out.stdout),
+        "hello from the image\n",
+        "{}",
+        text(&out.stderr)
+    );
+    fx.assert_clean()
+}
+
+#[test]
 fn two_hundred_sequential_and_fifty_concurrent_launches_leave_nothing() -> Result<()> {
     let fx = Fixture::script("cat \"$GLICKROOT/data.txt\"\n")?;
     for i in 0..200 {

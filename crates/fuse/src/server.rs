@@ -9,6 +9,7 @@
 //! A `SIGTERM` sent to the helper itself starts the same sequence.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use fuser::{Config, Session, SessionACL};
@@ -127,6 +128,7 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
                 preload.run(&notifier, &watched);
             }
             wait_for_hangup(&keepalive, stop.as_ref());
+            sweep_dead_mounts_for_a_while(&watched, &rung);
             let _ = detach(&watched, &rung);
             let _ = std::fs::remove_dir(&watched);
         });
@@ -141,6 +143,71 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
     sys::exit_now(0)
 }
 
+/// How many entries of the mountpoints' directory [`sweep_dead_mounts`] looks at, at most
+/// (it may be a shared `/tmp`).
+const SWEEP_MAX: usize = 4096;
+
+/// How long the helper waits for its sweep before it takes its own mount away.
+const SWEEP_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// [`sweep_dead_mounts`], once the app is gone (so never on its path), on a thread of its
+/// own and waited for at most [`SWEEP_WAIT`]: a `statfs` of another helper's mount waits
+/// for that helper, which must not hold up this one's detach for long.
+fn sweep_dead_mounts_for_a_while(ours: &Path, rung: &Rung) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let (ours, rung) = (ours.to_path_buf(), rung.clone());
+    let sweep = std::thread::Builder::new()
+        .name("sweep".into())
+        .stack_size(256 << 10)
+        .spawn(move || {
+            sweep_dead_mounts(&ours, &rung);
+            let _ = done.send(());
+        });
+    if sweep.is_ok() {
+        let _ = finished.recv_timeout(SWEEP_WAIT);
+    }
+}
+
+/// Take away the dead mounts a crashed helper left beside `ours`: each `mnt-PID-TAG`
+/// directory of ours whose file system answers `statfs` with `ENOTCONN` (its server is gone;
+/// the app that used it kept the directory mounted until it exited). Their launchers can
+/// no longer do it ([`crate::launch::Root::close_and_wait`] does it for failures before the
+/// app runs), so the next helper of this user to finish does.
+fn sweep_dead_mounts(ours: &Path, rung: &Rung) {
+    let Some(base) = ours.parent() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let me = rustix::process::geteuid().as_raw();
+    for entry in entries.take(SWEEP_MAX).flatten() {
+        let path = entry.path();
+        if path == ours || !is_mountpoint_name(&entry.file_name()) {
+            continue;
+        }
+        // Ours only, as far as it can still tell (a dead mount may not answer at all).
+        if entry.metadata().is_ok_and(|m| !m.is_dir() || m.uid() != me) {
+            continue;
+        }
+        if rustix::fs::statfs(&path).err() == Some(rustix::io::Errno::NOTCONN) {
+            let _ = detach(&path, rung);
+            let _ = std::fs::remove_dir(&path);
+        }
+    }
+}
+
+/// `mnt-<digits>-<digits>`, the names [`crate::launch`] gives its mountpoints.
+fn is_mountpoint_name(name: &std::ffi::OsStr) -> bool {
+    let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("mnt-")) else {
+        return false;
+    };
+    let mut parts = rest.split('-');
+    let digits =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
+}
+
 /// The extract rung's helper: wait for the app to be gone, then remove the
 /// extracted tree. Never returns.
 pub(crate) fn remove_when_done(keepalive: OwnedFd, alive: OwnedFd, dir: &Path) -> ! {
@@ -150,4 +217,29 @@ pub(crate) fn remove_when_done(keepalive: OwnedFd, alive: OwnedFd, dir: &Path) -
     glick_tree::remove(dir);
     drop(alive);
     sys::exit_now(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_mountpoint_name;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn only_launch_mountpoint_names_are_swept() {
+        for name in ["mnt-1-0", "mnt-4242-001234"] {
+            assert!(is_mountpoint_name(OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "mnt-",
+            "mnt-1",
+            "mnt-1-",
+            "mnt--1",
+            "mnt-1-2-3",
+            "mnt-a-1",
+            "extract-1-2",
+            "xmnt-1-2",
+        ] {
+            assert!(!is_mountpoint_name(OsStr::new(name)), "{name}");
+        }
+    }
 }
