@@ -154,17 +154,26 @@ const SWEEP_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 /// own and waited for at most [`SWEEP_WAIT`]: a `statfs` of another helper's mount waits
 /// for that helper, which must not hold up this one's detach for long.
 fn sweep_dead_mounts_for_a_while(ours: &Path, rung: &Rung) {
-    let (done, finished) = std::sync::mpsc::channel();
-    let (ours, rung) = (ours.to_path_buf(), rung.clone());
+    use std::sync::{Arc, Condvar, Mutex};
+    let done = Arc::new((Mutex::new(false), Condvar::new()));
+    let (ours, rung, finished) = (ours.to_path_buf(), rung.clone(), Arc::clone(&done));
     let sweep = std::thread::Builder::new()
         .name("sweep".into())
         .stack_size(256 << 10)
         .spawn(move || {
             sweep_dead_mounts(&ours, &rung);
-            let _ = done.send(());
+            let (flag, signal) = &*finished;
+            *flag
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+            signal.notify_one();
         });
     if sweep.is_ok() {
-        let _ = finished.recv_timeout(SWEEP_WAIT);
+        let (flag, signal) = &*done;
+        let flag = flag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = signal.wait_timeout_while(flag, SWEEP_WAIT, |done| !*done);
     }
 }
 
