@@ -293,10 +293,7 @@ fn take_away_leftover(dir: &Path, how: How) {
         return;
     }
     match how {
-        How::Mounted(rung) => {
-            let _ = mount::detach(dir, &rung);
-            let _ = std::fs::remove_dir(dir);
-        }
+        How::Mounted(rung) => mount::take_down(dir, &rung),
         How::Extracted => glick_tree::remove(dir),
     }
 }
@@ -460,8 +457,7 @@ fn start_server(
         exiting,
     } = mounted;
     let abandon = |error: Error| {
-        let _ = mount::detach(&mountpoint, &rung);
-        let _ = std::fs::remove_dir(&mountpoint);
+        mount::take_down(&mountpoint, &rung);
         error
     };
     let (keep_r, keep_w) = match rustix::pipe::pipe_with(PipeFlags::CLOEXEC) {

@@ -235,12 +235,20 @@ pub fn mount_userns(mountpoint: &Path) -> io::Result<OwnedFd> {
     Ok(fuse)
 }
 
+/// Take a mount down for good, as far as it can be: detach it lazily (`umount2(MNT_DETACH)`,
+/// or `fusermount3 -u -z` where the rung needs it) and remove its mountpoint directory.
+/// Either may already be gone; neither failure is fatal.
+pub fn take_down(mountpoint: &Path, rung: &Rung) {
+    let _ = detach(mountpoint, rung);
+    let _ = std::fs::remove_dir(mountpoint);
+}
+
 /// Detach a mount lazily: it disappears from the tree at once, and the
 /// kernel keeps the filesystem alive for files still open or mapped.
 ///
 /// # Errors
 /// `umount2` or the helper failed (the mount may already be gone).
-pub fn detach(mountpoint: &Path, rung: &Rung) -> io::Result<()> {
+fn detach(mountpoint: &Path, rung: &Rung) -> io::Result<()> {
     match rustix::mount::unmount(mountpoint, UnmountFlags::DETACH) {
         Ok(()) => return Ok(()),
         Err(e) if *rung != Rung::Direct && e == rustix::io::Errno::PERM => {}

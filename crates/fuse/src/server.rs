@@ -17,7 +17,7 @@ use glick_ext2::ReadAt;
 use rustix::event::{PollFd, PollFlags};
 
 use crate::fs::ImageFs;
-use crate::mount::{Rung, detach};
+use crate::mount::{Rung, take_down};
 use crate::preload::Preload;
 use crate::sys;
 
@@ -129,8 +129,7 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
             }
             wait_for_hangup(&keepalive, stop.as_ref());
             sweep_dead_mounts_for_a_while(&watched, &rung);
-            let _ = detach(&watched, &rung);
-            let _ = std::fs::remove_dir(&watched);
+            take_down(&watched, &rung);
         });
     if watcher.is_err() {
         sys::exit_now(1);
@@ -200,8 +199,7 @@ fn sweep_dead_mounts(ours: &Path, rung: &Rung) {
             continue;
         }
         if rustix::fs::statfs(&path).err() == Some(rustix::io::Errno::NOTCONN) {
-            let _ = detach(&path, rung);
-            let _ = std::fs::remove_dir(&path);
+            take_down(&path, rung);
         }
     }
 }
