@@ -25,6 +25,33 @@ pub struct DirEntry {
     pub next_offset: u64,
 }
 
+/// One entry of a directory, borrowed from the block it is in: what
+/// [`crate::ReadDir::next_borrowed`] yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirEntryRef<'a> {
+    /// The inode the name points at.
+    pub ino: InodeNo,
+    /// The name: any bytes but `/` and NUL, 1 to 255 of them.
+    pub name: &'a [u8],
+    /// The type recorded in the entry (`filetype` feature), `None` when not recorded.
+    pub file_type: Option<FileType>,
+    /// The byte offset in the directory of the record after this one.
+    pub next_offset: u64,
+}
+
+impl DirEntryRef<'_> {
+    /// The entry with its own copy of the name.
+    #[must_use]
+    pub fn to_owned(&self) -> DirEntry {
+        DirEntry {
+            ino: self.ino,
+            name: self.name.to_vec(),
+            file_type: self.file_type,
+            next_offset: self.next_offset,
+        }
+    }
+}
+
 /// The record length a name of `name_len` bytes needs: 8 + `name_len`, rounded up to 4.
 #[must_use]
 pub fn rec_len_for(name_len: usize) -> usize {
@@ -108,7 +135,7 @@ pub(crate) fn parse_record(
         if name.is_empty() {
             return Err("empty name");
         }
-        if name.contains(&b'/') || name.contains(&0) {
+        if name.iter().any(|&b| b == b'/' || b == 0) {
             return Err("name contains '/' or NUL");
         }
     }

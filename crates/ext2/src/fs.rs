@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::block_group::GroupDesc;
 use crate::bytes::{le16, le32};
-use crate::dir_entry::{self, DirEntry, NAME_MAX};
+use crate::dir_entry::{self, DirEntry, DirEntryRef, NAME_MAX};
 use crate::error::{Corrupt, Error, Unsupported};
 use crate::inode::{self, FileType, Inode};
 use crate::name_cache::{self, NameCache, Names};
@@ -300,7 +300,7 @@ impl<R: ReadAt> Ext2<R> {
     /// [`Error::NotADirectory`] when `dir` is not a directory; errors reading it.
     pub fn lookup(&self, dir: InodeNo, name: &[u8]) -> Result<Option<InodeNo>, Error> {
         if let Some(names) = self.names.get(dir) {
-            return Ok(names.get(name).copied());
+            return Ok(names.get(name));
         }
         let entries = self.read_dir(dir, 0)?;
         if name.is_empty() || name.len() > NAME_MAX {
@@ -308,13 +308,13 @@ impl<R: ReadAt> Ext2<R> {
         }
         if entries.inode.size > name_cache::MIN_DIR_SIZE {
             if let Some(names) = self.all_names(dir) {
-                let found = names.get(name).copied();
+                let found = names.get(name);
                 self.names.insert(dir, names);
                 return Ok(found);
             }
         }
-        for entry in entries {
-            let entry = entry?;
+        let mut entries = entries;
+        while let Some(entry) = entries.next_borrowed()? {
             if entry.name == name {
                 return Ok(Some(entry.ino));
             }
@@ -325,16 +325,12 @@ impl<R: ReadAt> Ext2<R> {
     /// All names of `dir`, or `None` if there are too many to cache or it can't be read
     /// to the end (then the linear search says what is wrong, and where).
     fn all_names(&self, dir: InodeNo) -> Option<Arc<Names>> {
-        let mut names = Names::new();
-        for entry in self.read_dir(dir, 0).ok()? {
-            let entry = entry.ok()?;
-            if names.len() >= name_cache::MAX_NAMES {
-                return None;
-            }
-            names
-                .entry(entry.name.into_boxed_slice())
-                .or_insert(entry.ino);
+        let mut entries = self.read_dir(dir, 0).ok()?;
+        let mut names = Names::with_capacity(usize::try_from(entries.inode.size).ok()?);
+        while let Some(entry) = entries.next_borrowed().ok()? {
+            names.push(entry.name, entry.ino)?;
         }
+        names.index()?;
         Some(Arc::new(names))
     }
 
@@ -875,46 +871,81 @@ impl<R: ReadAt> ReadDir<'_, R> {
         .map_err(|reason| dir_entry::corrupt(self.dir, at, reason).into())
     }
 
-    fn next_entry(&mut self) -> Result<Option<DirEntry>, Error> {
+    /// The next entry, borrowed from the loaded block: no allocation, so that a search
+    /// through a directory ([`Ext2::lookup`]) costs a few nanoseconds per record. After
+    /// an error (or the end) it returns `Ok(None)`, as the iterator does.
+    ///
+    /// # Errors
+    ///
+    /// Reading a directory block, or a corrupt record.
+    pub fn next_borrowed(&mut self) -> Result<Option<DirEntryRef<'_>>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.advance() {
+            Ok(Some(Found {
+                ino,
+                name,
+                file_type,
+                next_offset,
+            })) => Ok(Some(DirEntryRef {
+                ino,
+                name: &self.block.unwrap_or(&self.copy)[name],
+                file_type,
+                next_offset,
+            })),
+            other => {
+                self.done = true;
+                other.map(|_| None)
+            }
+        }
+    }
+
+    /// Moves past the next used record and says where it was.
+    fn advance(&mut self) -> Result<Option<Found>, Error> {
         let bs = self.fs.block_size.get_u64();
         while self.offset < self.inode.size {
             let at = self.offset;
             self.load(at / bs)?;
             let rec = self.record(at)?;
-            let (ino, rec_len) = (rec.ino, rec.rec_len as u64);
+            let (ino, rec_len, name_len, raw_type) =
+                (rec.ino, rec.rec_len as u64, rec.name.len(), rec.file_type);
+            self.offset = at + rec_len;
             if ino == 0 {
-                self.offset = at + rec_len;
                 continue;
             }
-            let entry = DirEntry {
-                ino: InodeNo(ino),
-                name: rec.name.to_vec(),
-                file_type: if self.fs.has_filetype {
-                    FileType::from_dir_entry_type(rec.file_type)
-                } else {
-                    None
-                },
-                next_offset: at + rec_len,
+            let start = (at % bs) as usize + dir_entry::HEADER_SIZE;
+            let file_type = if self.fs.has_filetype {
+                FileType::from_dir_entry_type(raw_type)
+            } else {
+                None
             };
-            self.offset = entry.next_offset;
-            return Ok(Some(entry));
+            return Ok(Some(Found {
+                ino: InodeNo(ino),
+                name: start..start + name_len,
+                file_type,
+                next_offset: self.offset,
+            }));
         }
         Ok(None)
     }
+}
+
+/// A used record [`ReadDir::advance`] moved past: its name as a range of the loaded block.
+struct Found {
+    ino: InodeNo,
+    name: std::ops::Range<usize>,
+    file_type: Option<FileType>,
+    next_offset: u64,
 }
 
 impl<R: ReadAt> Iterator for ReadDir<'_, R> {
     type Item = Result<DirEntry, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let next = self.next_entry().transpose();
-        if !matches!(next, Some(Ok(_))) {
-            self.done = true;
-        }
-        next
+        self.next_borrowed()
+            .map(|entry| entry.map(|e| e.to_owned()))
+            .transpose()
     }
 }
 

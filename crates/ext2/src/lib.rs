@@ -73,7 +73,7 @@ pub mod write;
 mod test_image;
 
 pub use block_group::GroupDesc;
-pub use dir_entry::{DirEntry, rec_len_for};
+pub use dir_entry::{DirEntry, DirEntryRef, rec_len_for};
 pub use error::{Corrupt, Error, Unsupported};
 pub use fs::{Ext2, ReadDir};
 pub use inode::{FileType, Inode};

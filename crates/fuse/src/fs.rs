@@ -20,6 +20,8 @@ use fuser::{
 
 use glick_ext2::{Ext2, Inode, InodeNo, ReadAt};
 
+use crate::sys;
+
 /// How long the kernel may cache entries and attributes: the image is
 /// immutable, so as long as it likes; a day keeps the number finite.
 const TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -31,7 +33,8 @@ const MAX_READ: u32 = 1 << 20;
 thread_local! {
     /// Each server thread's read buffer, kept between requests: a fresh
     /// 1 MiB allocation per read costs a `mmap`, 256 page faults and the
-    /// zeroing of every page — more than the copy itself.
+    /// zeroing of every page — more than the copy itself. It grows with its pages
+    /// populated in one call ([`sys::grow_populated`]), not one fault at a time.
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -270,11 +273,19 @@ impl<R: ReadAt + 'static> Filesystem for ImageFs<R> {
             Err(e) => return reply.error(e),
         };
         // From a mapped image, one contiguous run goes out straight from the mapping; the
-        // rest is copied into this thread's buffer.
-        READ_BUF.with_borrow_mut(|buf| match self.ext2.bytes(ino, &inode, offset, len, buf) {
-            Ok(bytes) => reply.data(bytes),
+        // rest (runs broken by holes or fragments, or a reader without a mapping) is copied
+        // into this thread's buffer.
+        match self.ext2.bytes_in_place(ino, &inode, offset, len) {
+            Ok(Some(bytes)) => reply.data(bytes),
+            Ok(None) => READ_BUF.with_borrow_mut(|buf| {
+                sys::grow_populated(buf, len);
+                match self.ext2.read(ino, &inode, offset, &mut buf[..len]) {
+                    Ok(n) => reply.data(&buf[..n]),
+                    Err(e) => reply.error(errno(&e)),
+                }
+            }),
             Err(e) => reply.error(errno(&e)),
-        });
+        }
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -293,13 +304,14 @@ impl<R: ReadAt + 'static> Filesystem for ImageFs<R> {
             Ok(dir) => dir,
             Err(e) => return reply.error(e),
         };
-        let entries = match self.ext2.read_dir(dir, offset) {
+        let mut entries = match self.ext2.read_dir(dir, offset) {
             Ok(entries) => entries,
             Err(e) => return reply.error(errno(&e)),
         };
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
+        loop {
+            let entry = match entries.next_borrowed() {
+                Ok(Some(entry)) => entry,
+                Ok(None) => break,
                 Err(e) => return reply.error(errno(&e)),
             };
             let file_type = match entry.file_type {
@@ -310,7 +322,7 @@ impl<R: ReadAt + 'static> Filesystem for ImageFs<R> {
                     Err(e) => return reply.error(errno(&e)),
                 },
             };
-            let name = OsStr::from_bytes(&entry.name);
+            let name = OsStr::from_bytes(entry.name);
             let node = match to_fuse(entry.ino) {
                 Ok(node) => node,
                 Err(e) => return reply.error(e),
@@ -334,20 +346,21 @@ impl<R: ReadAt + 'static> Filesystem for ImageFs<R> {
             Ok(dir) => dir,
             Err(e) => return reply.error(e),
         };
-        let entries = match self.ext2.read_dir(dir, offset) {
+        let mut entries = match self.ext2.read_dir(dir, offset) {
             Ok(entries) => entries,
             Err(e) => return reply.error(errno(&e)),
         };
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
+        loop {
+            let entry = match entries.next_borrowed() {
+                Ok(Some(entry)) => entry,
+                Ok(None) => break,
                 Err(e) => return reply.error(errno(&e)),
             };
             let (attr, inode) = match self.lookup_attr(entry.ino) {
                 Ok(found) => found,
                 Err(e) => return reply.error(e),
             };
-            let name = OsStr::from_bytes(&entry.name);
+            let name = OsStr::from_bytes(entry.name);
             let generation = Generation(u64::from(inode.generation));
             if reply.add(attr.ino, entry.next_offset, name, &TTL, &attr, generation) {
                 break;
