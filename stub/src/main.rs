@@ -6,6 +6,7 @@
 //! untouched. See [`HELP`] for the options and the environment, and
 //! [`exit`] for the exit codes.
 
+mod alloc;
 mod exit;
 mod note;
 mod notify;
@@ -22,6 +23,9 @@ use glick_bundle::Bundle;
 use glick_fuse::launch::{self, Image, Mode, Options, Root};
 
 use crate::exit::Failure;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Retaining = alloc::Retaining::new();
 use crate::options::Action;
 
 /// `--glick-help`.
