@@ -127,43 +127,49 @@ fn block_layout(size: usize) -> Layout {
     Layout::from_size_align(size, ALIGN).unwrap_or(Layout::new::<u8>())
 }
 
+impl Retaining {
+    /// A block for `layout` (non-zero size): a kept one of its class, or musl's.
+    unsafe fn allocate(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let (list, size) = match class(layout) {
+            Some(class) => class,
+            // SAFETY: the caller's layout, as the caller promised it to us.
+            None if zeroed => return unsafe { System.alloc_zeroed(layout) },
+            // SAFETY: as above.
+            None => return unsafe { System.alloc(layout) },
+        };
+        let block = self.lists[list].pop();
+        if block.is_null() {
+            let layout = block_layout(size);
+            // SAFETY: a valid layout of non-zero size.
+            return unsafe {
+                if zeroed {
+                    System.alloc_zeroed(layout)
+                } else {
+                    System.alloc(layout)
+                }
+            };
+        }
+        if zeroed {
+            // SAFETY: the block has at least `layout.size()` bytes.
+            unsafe { block.write_bytes(0, layout.size()) };
+        }
+        block
+    }
+}
+
 // SAFETY: every block handed out is either musl's own answer for the same layout, or a block
 // of the rounded-up size class (at least as large and as aligned as asked), taken from a list
 // that only holds blocks of that class nobody uses; `dealloc` and `realloc` receive the
 // layout the block was allocated with, so they compute the same class.
 unsafe impl GlobalAlloc for Retaining {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match class(layout) {
-            Some((list, size)) => {
-                let block = self.lists[list].pop();
-                if block.is_null() {
-                    // SAFETY: a non-zero size.
-                    unsafe { System.alloc(block_layout(size)) }
-                } else {
-                    block
-                }
-            }
-            // SAFETY: the caller's layout, as the caller promised it to us.
-            None => unsafe { System.alloc(layout) },
-        }
+        // SAFETY: the caller's promises for `alloc`, passed on.
+        unsafe { self.allocate(layout, false) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match class(layout) {
-            Some((list, size)) => {
-                let block = self.lists[list].pop();
-                if block.is_null() {
-                    // SAFETY: a non-zero size.
-                    unsafe { System.alloc_zeroed(block_layout(size)) }
-                } else {
-                    // SAFETY: the block has at least `layout.size()` bytes.
-                    unsafe { block.write_bytes(0, layout.size()) };
-                    block
-                }
-            }
-            // SAFETY: as in `alloc`.
-            None => unsafe { System.alloc_zeroed(layout) },
-        }
+        // SAFETY: as in `alloc`.
+        unsafe { self.allocate(layout, true) }
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
