@@ -446,31 +446,6 @@ impl<R: ReadAt> Ext2<R> {
         Ok(self.reader.bytes_at(u64::from(phys) * bs + within, want))
     }
 
-    /// The bytes `[offset, offset + len)` of a regular file (or directory), clipped to its
-    /// size: in place when [`Ext2::bytes_in_place`] can give them, else read into `buf`
-    /// (grown as needed, never shrunk).
-    ///
-    /// # Errors
-    ///
-    /// As [`Ext2::read`].
-    pub fn bytes<'a>(
-        &'a self,
-        ino: InodeNo,
-        inode: &Inode,
-        offset: u64,
-        len: usize,
-        buf: &'a mut Vec<u8>,
-    ) -> Result<&'a [u8], Error> {
-        if let Some(bytes) = self.bytes_in_place(ino, inode, offset, len)? {
-            return Ok(bytes);
-        }
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        let n = self.read(ino, inode, offset, &mut buf[..len])?;
-        Ok(&buf[..n])
-    }
-
     fn flush(
         &self,
         pending: &mut Option<(u64, usize, usize)>,

@@ -70,6 +70,26 @@ impl<R: ReadAt> ImageFs<R> {
     }
 }
 
+/// The bytes `[offset, offset + len)` of file `ino`, clipped to its size. From a mapped image
+/// one contiguous run comes straight from the mapping; anything else (runs broken by holes or
+/// fragments, a reader without a mapping) is copied into `buf`, grown with its pages
+/// populated at once ([`sys::grow_populated`]) and kept by the caller for the next time.
+pub(crate) fn file_bytes<'a, R: ReadAt>(
+    ext2: &'a Ext2<R>,
+    ino: InodeNo,
+    inode: &Inode,
+    offset: u64,
+    len: usize,
+    buf: &'a mut Vec<u8>,
+) -> Result<&'a [u8], glick_ext2::Error> {
+    if let Some(bytes) = ext2.bytes_in_place(ino, inode, offset, len)? {
+        return Ok(bytes);
+    }
+    sys::grow_populated(buf, len);
+    let n = ext2.read(ino, inode, offset, &mut buf[..len])?;
+    Ok(&buf[..n])
+}
+
 /// FUSE node id → ext2 inode number: FUSE's root (1) is ext2's root (2);
 /// every other node id is the ext2 inode number itself.
 fn to_ext2(ino: INodeNo) -> Result<InodeNo, Errno> {
@@ -272,20 +292,12 @@ impl<R: ReadAt + 'static> Filesystem for ImageFs<R> {
             Ok(found) => found,
             Err(e) => return reply.error(e),
         };
-        // From a mapped image, one contiguous run goes out straight from the mapping; the
-        // rest (runs broken by holes or fragments, or a reader without a mapping) is copied
-        // into this thread's buffer.
-        match self.ext2.bytes_in_place(ino, &inode, offset, len) {
-            Ok(Some(bytes)) => reply.data(bytes),
-            Ok(None) => READ_BUF.with_borrow_mut(|buf| {
-                sys::grow_populated(buf, len);
-                match self.ext2.read(ino, &inode, offset, &mut buf[..len]) {
-                    Ok(n) => reply.data(&buf[..n]),
-                    Err(e) => reply.error(errno(&e)),
-                }
-            }),
-            Err(e) => reply.error(errno(&e)),
-        }
+        READ_BUF.with_borrow_mut(|buf| {
+            match file_bytes(&self.ext2, ino, &inode, offset, len, buf) {
+                Ok(bytes) => reply.data(bytes),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

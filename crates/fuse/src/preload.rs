@@ -27,6 +27,7 @@ use std::sync::Arc;
 use fuser::{INodeNo, Notifier};
 use glick_ext2::{Ext2, FileType, Inode, InodeNo, ReadAt};
 
+use crate::fs::file_bytes;
 use crate::sys;
 
 /// The most bytes of the file pushed into the page cache.
@@ -84,7 +85,7 @@ impl<R: ReadAt> Preload<R> {
         let mut at = 0u64;
         while at < end {
             let len = usize::try_from(end - at).map_or(CHUNK, |left| left.min(CHUNK));
-            let bytes = match self.ext2.bytes(self.ino, &self.inode, at, len, &mut copy) {
+            let bytes = match file_bytes(&self.ext2, self.ino, &self.inode, at, len, &mut copy) {
                 Ok(bytes) if bytes.len() == len => bytes,
                 _ => break,
             };
