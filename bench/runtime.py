@@ -17,8 +17,8 @@ Measures (medians of many runs), and marks the issue's targets met / not met:
      uncompressed squashfs;
   3. find + du -s over a 20,000-file tree, first pass after mounting and warm, vs the same;
   4. this machine's CPython as a bundle: python3 -c 'import json, sqlite3, decimal'
-     (fresh mount each run) vs the same tree run from a plain directory; and the
-     server's CPU time per such import.
+     (fresh mount each run) vs the same tree run from a plain directory, each loading its
+     own libpython (checked); and the server's CPU time per such import.
 """
 
 import argparse
@@ -394,6 +394,16 @@ def many_files(work, runs):
            g_warm / k_warm <= 2)
 
 
+def maps_outside(run, prefix, env):
+    """The files under `prefix` (the installed CPython) that `run`'s interpreter has mapped
+    once json, sqlite3 and decimal are imported."""
+    code = "import json, sqlite3, decimal; print(open('/proc/self/maps').read())"
+    out = subprocess.run([run, "-c", code], check=True, env=env, capture_output=True,
+                         text=True).stdout
+    paths = {line.split(None, 5)[5] for line in out.splitlines() if len(line.split(None, 5)) == 6}
+    return {p for p in paths if p.startswith(str(prefix) + "/")}
+
+
 def cpython(work, runs):
     prefix = Path(sys.base_prefix)
     app = work / "cpython"
@@ -404,17 +414,24 @@ def cpython(work, runs):
         shutil.rmtree(app, ignore_errors=True)
         shutil.copytree(prefix, app / "python", symlinks=True,
                         ignore=shutil.ignore_patterns("test", "tests", "site-packages", "*.a"))
-        ver = sysconfig.get_python_version()
-        (app / "start").write_text(
-            "#!/bin/sh\nd=\"$(dirname \"$0\")\"\n"
-            f"PYTHONHOME=\"$d/python\" exec \"$d/python/bin/python{ver}\" \"$@\"\n")
-        (app / "start").chmod(0o755)
+    # Self-contained: the interpreter's RUNPATH may name the installed prefix, and a bundle
+    # that loads its libpython from there would measure the host's file, not the bundle's.
+    # LD_LIBRARY_PATH comes before RUNPATH; maps_outside() below checks that it worked.
+    ver = sysconfig.get_python_version()
+    (app / "start").write_text(
+        "#!/bin/sh\nd=\"$(dirname \"$0\")\"\n"
+        "LD_LIBRARY_PATH=\"$d/python/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}\" "
+        f"PYTHONHOME=\"$d/python\" exec \"$d/python/bin/python{ver}\" \"$@\"\n")
+    (app / "start").chmod(0o755)
     b = work / "cpython.glick"
     bundle(app, b)  # always: the bundle must carry the runtime being measured
     args = ["-c", "import json, sqlite3, decimal"]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    subprocess.run([app / "start", *args], check=True, env=env)
-    subprocess.run([b, *args], check=True, env=env)
+    for run in (app / "start", b):
+        outside = maps_outside(run, prefix, env)
+        if outside:
+            sys.exit(f"{run}: CPython maps files of the installed prefix, not its own: "
+                     + ", ".join(sorted(outside)))
     plain, glick = interleaved_medians([lambda: subprocess.run([app / "start", *args], env=env),
                                         lambda: subprocess.run([b, *args], env=env)], runs)
     report("CPython import json, sqlite3, decimal: plain dir (ms)", plain * 1e3, "ms")
