@@ -394,14 +394,16 @@ def many_files(work, runs):
            g_warm / k_warm <= 2)
 
 
-def maps_outside(run, prefix, env):
-    """The files under `prefix` (the installed CPython) that `run`'s interpreter has mapped
-    once json, sqlite3 and decimal are imported."""
+def maps_outside(run, prefix, tree, env):
+    """The files of `prefix` (the installed CPython) that `run`'s interpreter has mapped once
+    json, sqlite3 and decimal are imported although `tree` (its copy) carries them."""
     code = "import json, sqlite3, decimal; print(open('/proc/self/maps').read())"
     out = subprocess.run([run, "-c", code], check=True, env=env, capture_output=True,
                          text=True).stdout
-    paths = {line.split(None, 5)[5] for line in out.splitlines() if len(line.split(None, 5)) == 6}
-    return {p for p in paths if p.startswith(str(prefix) + "/")}
+    fields = (line.split(None, 5) for line in out.splitlines())
+    paths = {f[5] for f in fields if len(f) == 6}
+    inside = str(prefix).rstrip("/") + "/"
+    return {p for p in paths if p.startswith(inside) and (tree / p[len(inside):]).exists()}
 
 
 def cpython(work, runs):
@@ -428,7 +430,7 @@ def cpython(work, runs):
     args = ["-c", "import json, sqlite3, decimal"]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     for run in (app / "start", b):
-        outside = maps_outside(run, prefix, env)
+        outside = maps_outside(run, prefix, app / "python", env)
         if outside:
             sys.exit(f"{run}: CPython maps files of the installed prefix, not its own: "
                      + ", ".join(sorted(outside)))
