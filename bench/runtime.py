@@ -3,9 +3,9 @@
 
   bench/runtime.py [--quick] [--work DIR]
 
-Needs root (loop mounts, the test user), the workspace's mkglick and glick-mkext2 built
-(`cargo build -p mkglick`, which also builds the stub it carries), gcc, fuse2fs,
-squashfuse, mksquashfs.
+Needs root (loop mounts, the test user), cargo (it first runs `cargo build -p mkglick
+--bins`, which also rebuilds the stub mkglick carries; `--no-build` skips that), gcc,
+fuse2fs, squashfuse, mksquashfs.
 
 Measures (medians of many runs), and marks the issue's targets met / not met:
   1. launch overhead: a bundle whose start is a static binary that exits at once, vs the
@@ -22,6 +22,7 @@ Measures (medians of many runs), and marks the issue's targets met / not met:
 """
 
 import argparse
+import inspect
 import mmap
 import os
 import struct
@@ -61,14 +62,44 @@ def median_time(fn, runs):
     return statistics.median(times)
 
 
-def interleaved_medians(fns, runs):
+def interleaved_medians(fns, runs, settle=None):
     """Median time of each of `fns`, run in turn `runs` times: a host that slows down or
-    speeds up during the measurement then affects all of them alike."""
+    speeds up during the measurement then affects all of them alike. `settle`, untimed,
+    after every call: waiting for what a run leaves working to finish."""
     times = [[] for _ in fns]
     for _ in range(runs):
         for i, fn in enumerate(fns):
             times[i].append(timed(fn))
+            if settle:
+                settle()
     return [statistics.median(t) for t in times]
+
+
+def settle(bundle, timeout=2.0):
+    """Wait, untimed, until no process has `bundle` as its argv[0] any more: the helper of a
+    run just timed detaches and tears its mount down after the app has exited (~2 ms of
+    CPU), and that must not land on the next run, which in the fixed alternation is always
+    the reference. By argv[0], not /proc/PID/exe: the helper is not dumpable, so an
+    unprivileged caller cannot read its exe link."""
+    import glob
+    import time
+    want = str(bundle).encode() + b"\0"
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+            try:
+                with open(cmdline, "rb") as f:
+                    if f.read(len(want)) == want:
+                        break
+            except OSError:
+                pass
+        else:
+            return
+        time.sleep(0.0005)
+
+
+# The same, for the program run as the test user (user_launch_code).
+SETTLE_CODE = inspect.getsource(settle)
 
 
 def report(name, value, unit, target=None, ok=None):
@@ -175,12 +206,15 @@ def stub_size():
 def user_launch_code(exe, bundle_path, runs, warmup):
     """A python3 -c program, run as the test user, printing the median times of `exe` and
     of `bundle_path` (seconds), interleaved as in interleaved_medians."""
+    assert "'" not in SETTLE_CODE, "the program is passed inside single quotes"
     return ("import subprocess,time,statistics\n"
+            + SETTLE_CODE +
             f"[subprocess.run([\"{bundle_path}\"]) for i in range({warmup})]\n"
             "t=([],[])\n"
             f"for i in range({runs}):\n"
             f" for k,a in enumerate((\"{exe}\",\"{bundle_path}\")):\n"
             "  s=time.perf_counter(); subprocess.run([a]); t[k].append(time.perf_counter()-s)\n"
+            "  settle(a)\n"
             "print(statistics.median(t[0]), statistics.median(t[1]))")
 
 
@@ -197,7 +231,8 @@ def launch(work, runs):
     for _ in range(20):
         subprocess.run([b])
     native, glick = interleaved_medians([lambda: subprocess.run([exe]),
-                                         lambda: subprocess.run([b])], runs)
+                                         lambda: subprocess.run([b])], runs,
+                                        settle=lambda: settle(b))
     report("launch: static binary run directly (ms)", native * 1e3, "ms")
     report("launch: same binary as a bundle, root (ms)", glick * 1e3, "ms")
     over = (glick - native) * 1e3
@@ -435,7 +470,8 @@ def cpython(work, runs):
             sys.exit(f"{run}: CPython maps files of the installed prefix, not its own: "
                      + ", ".join(sorted(outside)))
     plain, glick = interleaved_medians([lambda: subprocess.run([app / "start", *args], env=env),
-                                        lambda: subprocess.run([b, *args], env=env)], runs)
+                                        lambda: subprocess.run([b, *args], env=env)], runs,
+                                       settle=lambda: settle(b))
     report("CPython import json, sqlite3, decimal: plain dir (ms)", plain * 1e3, "ms")
     report("CPython import json, sqlite3, decimal: bundle (ms)", glick * 1e3, "ms")
     report("CPython bundle / plain dir (x)", glick / plain, "x", "<= 1.25x",
@@ -458,9 +494,22 @@ def main():
     p.add_argument("--quick", action="store_true", help="fewer runs")
     p.add_argument("--work", default="/var/tmp/glick-bench/runtime")
     p.add_argument("--only", choices=["size", "launch", "read", "files", "cpython"])
+    p.add_argument("--no-build", action="store_true",
+                   help="measure the stub and tools as they are, without cargo build first")
     a = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/runtime.py: run as root (loop mounts, the test user)")
+    if not a.no_build:
+        # mkglick's build script rebuilds the stub whenever its sources changed: the stub
+        # measured is then the one the source tree makes, not whatever was built last.
+        build = subprocess.run(["cargo", "build", "-p", "mkglick", "--bins"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if build.returncode != 0:
+            sys.exit("bench/runtime.py: cargo build -p mkglick failed:\n"
+                     + "\n".join(build.stderr.splitlines()[-8:]))
+    source = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    print(f"source: {source or 'unknown'}" + (" (not rebuilt: --no-build)" if a.no_build else ""))
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     quick = a.quick
