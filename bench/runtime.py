@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the glick runtime (issue 4, item 5), side by side in one run.
 
-  bench/runtime.py [--quick] [--work DIR]
+  bench/runtime.py [--quick] [--work DIR] [--only STEP] [--no-build]
 
 Needs root (loop mounts, the test user), cargo (it first runs `cargo build -p mkglick
 --bins`, which also rebuilds the stub mkglick carries; `--no-build` skips that), gcc,
@@ -80,7 +80,8 @@ def settle(bundle, timeout=2.0):
     run just timed detaches and tears its mount down after the app has exited (~2 ms of
     CPU), and that must not land on the next run, which in the fixed alternation is always
     the reference. By argv[0], not /proc/PID/exe: the helper is not dumpable, so an
-    unprivileged caller cannot read its exe link."""
+    unprivileged caller cannot read its exe link. Imports its own modules: its source is
+    also run on its own (SETTLE_CODE)."""
     import glob
     import time
     want = str(bundle).encode() + b"\0"
