@@ -23,10 +23,11 @@ use glick_bundle::Bundle;
 use glick_fuse::launch::{self, Image, Mode, Options, Root};
 
 use crate::exit::Failure;
+use crate::options::Action;
 
+/// Keeps freed blocks of 256 B to 256 KiB for reuse (see [`alloc`]).
 #[global_allocator]
 static ALLOCATOR: alloc::Retaining = alloc::Retaining::new();
-use crate::options::Action;
 
 /// `--glick-help`.
 const HELP: &str = "\
