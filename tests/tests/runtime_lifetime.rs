@@ -218,7 +218,23 @@ fn a_dead_mount_left_by_a_killed_helper_is_swept_by_the_next_launch() -> Result<
     )?;
     // The helper killed outright while its app runs: the app keeps a dead mount (its reads
     // fail) and, killed in turn, leaves it behind with nobody to take it away.
-    let mut app = fx.command().arg("wait").spawn()?;
+    kill_the_helper_then_the_app(&fx, fx.command().arg("wait"))?;
+    let dead = runtime::glick_mounts(&fx.runtime())?;
+    assert_eq!(dead.len(), 1, "the dead mount stays until swept: {dead:?}");
+    // The next launch's helper finds it (statfs: ENOTCONN) and takes it away.
+    let out = fx.command().output()?;
+    assert_eq!(
+        text(&out.stdout),
+        "hello from the image\n",
+        "{}",
+        text(&out.stderr)
+    );
+    fx.assert_clean()
+}
+
+/// Start `app`, find its helper, `SIGKILL` it, then kill the app.
+fn kill_the_helper_then_the_app(fx: &Fixture, app: &mut Command) -> Result<()> {
+    let mut app = app.spawn()?;
     let deadline = Instant::now() + Duration::from_secs(5);
     let helper = loop {
         let others: Vec<u32> = runtime::processes_of(&fx.bundle)
@@ -240,16 +256,58 @@ fn a_dead_mount_left_by_a_killed_helper_is_swept_by_the_next_launch() -> Result<
     app.kill()?;
     app.wait()?;
     std::thread::sleep(Duration::from_millis(200));
-    let dead = runtime::glick_mounts(&fx.runtime())?;
-    assert_eq!(dead.len(), 1, "the dead mount stays until swept: {dead:?}");
-    // The next launch's helper finds it (statfs: ENOTCONN) and takes it away.
-    let out = fx.command().output()?;
-    assert_eq!(
-        text(&out.stdout),
-        "hello from the image\n",
-        "{}",
-        text(&out.stderr)
-    );
+    Ok(())
+}
+
+#[test]
+fn a_copy_left_by_a_killed_extract_helper_is_swept_by_the_next_helper() -> Result<()> {
+    let fx = Fixture::script(
+        "if [ \"$1\" = wait ]; then exec sleep 30; fi\ncat \"$GLICKROOT/data.txt\"\n",
+    )?;
+    // Whichever helper finishes next does it: a FUSE server's, then an extract rung's.
+    for next in ["fuse", "extract"] {
+        kill_the_helper_then_the_app(&fx, fx.command().env("GLICK_MOUNT", "extract").arg("wait"))?;
+        let left = runtime::leftovers(&fx.runtime());
+        assert!(
+            matches!(&left[..], [tree] if tree.file_name().is_some_and(|n| n.to_string_lossy().starts_with("tree-"))),
+            "the copy stays until swept: {left:?}"
+        );
+        let out = fx.command().env("GLICK_MOUNT", next).output()?;
+        assert_eq!(
+            text(&out.stdout),
+            "hello from the image\n",
+            "{next}: {}",
+            text(&out.stderr)
+        );
+        fx.assert_clean()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_copy_still_in_use_is_not_swept() -> Result<()> {
+    // `start` exits at once (the PID in the copy's name is gone) while its child goes on
+    // using the copy: the helper, still waiting for that child, holds the copy's lock.
+    let fx = Fixture::script(
+        "if [ \"$1\" = late ]; then\n\
+         (sleep 1; cat \"$GLICK_DIR/sub/deeper/file\" > \"$2.tmp\" && mv \"$2.tmp\" \"$2\") </dev/null >/dev/null 2>&1 &\n\
+         exit 0\nfi\ncat \"$GLICKROOT/data.txt\"\n",
+    )?;
+    let late = fx.tmp.path().join("late-output");
+    let status = fx
+        .command()
+        .env("GLICK_MOUNT", "extract")
+        .arg("late")
+        .arg(&late)
+        .status()?;
+    assert!(status.success());
+    // Launches of both kinds finish meanwhile, each helper sweeping on its way out.
+    for next in ["extract", "fuse"] {
+        let out = fx.command().env("GLICK_MOUNT", next).output()?;
+        assert_eq!(text(&out.stdout), "hello from the image\n", "{next}");
+    }
+    ensure!(!late.exists(), "the child read before the sweeps were done");
+    assert_eq!(wait_for_file(&late, Duration::from_secs(10))?, "deep\n");
     fx.assert_clean()
 }
 

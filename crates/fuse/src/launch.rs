@@ -514,6 +514,15 @@ fn start_server(
 }
 
 fn extracted_root(fs: &ImageFs<ImageSource>, dir: PathBuf) -> Result<Root, Error> {
+    // Locked before anything is written into it, and held by the helper until it has
+    // removed the tree: another helper's sweep then leaves it alone (server::sweep_leftovers).
+    let lock = match lock_dir(&dir) {
+        Ok(lock) => lock,
+        Err(source) => {
+            glick_tree::remove(&dir);
+            return Err(Error::Dir { path: dir, source });
+        }
+    };
     if let Err(e) = extract_tree(fs.ext2(), &dir) {
         glick_tree::remove(&dir);
         return Err(e);
@@ -538,7 +547,8 @@ fn extracted_root(fs: &ImageFs<ImageSource>, dir: PathBuf) -> Result<Root, Error
         })
     })?;
     let watched = dir.clone();
-    if let Err(e) = sys::spawn_helper(move || server::remove_when_done(keep_r, alive_w, &watched)) {
+    let helper = move || server::remove_when_done(keep_r, alive_w, lock, &watched);
+    if let Err(e) = sys::spawn_helper(helper) {
         drop(fd);
         return Err(cleanup(sys_err("fork")(e)));
     }
@@ -550,6 +560,18 @@ fn extracted_root(fs: &ImageFs<ImageSource>, dir: PathBuf) -> Result<Root, Error
         helper: alive_r,
         installed: false,
     })
+}
+
+/// `dir` opened and locked (`flock`, exclusive): the mark of a private directory in use.
+/// Waits for a sweep that holds the lock while it checks whether this process is running.
+fn lock_dir(dir: &Path) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        FsMode::empty(),
+    )?;
+    rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(fd)
 }
 
 /// The inode-number and owner facts a caller may want to print: the image

@@ -128,7 +128,7 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
                 preload.run(&notifier, &watched);
             }
             wait_for_hangup(&keepalive, stop.as_ref());
-            sweep_dead_mounts_for_a_while(&watched, &rung);
+            sweep_leftovers_for_a_while(&watched, &rung);
             take_down(&watched, &rung);
         });
     if watcher.is_err() {
@@ -142,17 +142,17 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
     sys::exit_now(0)
 }
 
-/// How many entries of the mountpoints' directory [`sweep_dead_mounts`] looks at, at most
-/// (it may be a shared `/tmp`).
+/// How many entries of the private directories' directory [`sweep_leftovers`] looks at, at
+/// most (it may be a shared `/tmp`).
 const SWEEP_MAX: usize = 4096;
 
 /// How long the helper waits for its sweep before it takes its own mount away.
 const SWEEP_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// [`sweep_dead_mounts`], once the app is gone (so never on its path), on a thread of its
+/// [`sweep_leftovers`], once the app is gone (so never on its path), on a thread of its
 /// own and waited for at most [`SWEEP_WAIT`]: a `statfs` of another helper's mount waits
 /// for that helper, which must not hold up this one's detach for long.
-fn sweep_dead_mounts_for_a_while(ours: &Path, rung: &Rung) {
+fn sweep_leftovers_for_a_while(ours: &Path, rung: &Rung) {
     use std::sync::{Arc, Condvar, Mutex};
     let done = Arc::new((Mutex::new(false), Condvar::new()));
     let (ours, rung, finished) = (ours.to_path_buf(), rung.clone(), Arc::clone(&done));
@@ -160,7 +160,7 @@ fn sweep_dead_mounts_for_a_while(ours: &Path, rung: &Rung) {
         .name("sweep".into())
         .stack_size(256 << 10)
         .spawn(move || {
-            sweep_dead_mounts(&ours, &rung);
+            sweep_leftovers(&ours, Some(&rung));
             let (flag, signal) = &*finished;
             *flag
                 .lock()
@@ -176,12 +176,16 @@ fn sweep_dead_mounts_for_a_while(ours: &Path, rung: &Rung) {
     }
 }
 
-/// Take away the dead mounts a crashed helper left beside `ours`: each `mnt-PID-TAG`
-/// directory of ours whose file system answers `statfs` with `ENOTCONN` (its server is gone;
-/// the app that used it kept the directory mounted until it exited). Their launchers can
-/// no longer do it ([`crate::launch::Root::close_and_wait`] does it for failures before the
-/// app runs), so the next helper of this user to finish does.
-fn sweep_dead_mounts(ours: &Path, rung: &Rung) {
+/// Take away what crashed helpers left beside `ours` (their launchers can no longer do it;
+/// [`crate::launch::Root::close_and_wait`] does it for failures before the app runs), so
+/// that the next helper of this user to finish does:
+/// - with `rung` (a FUSE helper, which knows how to unmount), each `mnt-PID-TAG` directory
+///   whose file system answers `statfs` with `ENOTCONN`: its server is gone, and the app
+///   that used it kept it mounted until it exited;
+/// - each `tree-PID-TAG` copy whose lock nobody holds (its helper keeps it until it has
+///   removed the copy) and whose launcher, PID in the name, is not running (it creates the
+///   directory before it locks it).
+fn sweep_leftovers(ours: &Path, rung: Option<&Rung>) {
     let Some(base) = ours.parent() else {
         return;
     };
@@ -191,50 +195,113 @@ fn sweep_dead_mounts(ours: &Path, rung: &Rung) {
     let me = rustix::process::geteuid().as_raw();
     for entry in entries.take(SWEEP_MAX).flatten() {
         let path = entry.path();
-        if path == ours || !is_mountpoint_name(&entry.file_name()) {
+        if path == ours {
             continue;
         }
+        let Some((kind, pid)) = private_name(&entry.file_name()) else {
+            continue;
+        };
         // Ours only, as far as it can still tell (a dead mount may not answer at all).
-        if entry.metadata().is_ok_and(|m| !m.is_dir() || m.uid() != me) {
+        let metadata = entry.metadata();
+        if metadata
+            .as_ref()
+            .is_ok_and(|m| !m.is_dir() || m.uid() != me)
+        {
             continue;
         }
-        if rustix::fs::statfs(&path).err() == Some(rustix::io::Errno::NOTCONN) {
-            take_down(&path, rung);
+        match (kind, rung) {
+            (Private::Mount, Some(rung))
+                if rustix::fs::statfs(&path).err() == Some(rustix::io::Errno::NOTCONN) =>
+            {
+                take_down(&path, rung);
+            }
+            (Private::Tree, _) if metadata.is_ok() => remove_if_abandoned(&path, pid),
+            _ => {}
         }
     }
 }
 
-/// `mnt-<digits>-<digits>`, the names [`crate::launch`] gives its mountpoints.
-fn is_mountpoint_name(name: &std::ffi::OsStr) -> bool {
-    let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("mnt-")) else {
-        return false;
+/// Remove the extracted copy at `path` if its helper is gone and its launcher `pid` is not
+/// running: see [`sweep_leftovers`].
+fn remove_if_abandoned(path: &Path, pid: i32) {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    let Ok(dir) = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
     };
-    let mut parts = rest.split('-');
-    let digits =
-        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
+    if rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return;
+    }
+    // Held meanwhile: a launcher that has just made the directory waits for it, and is
+    // running, so the copy stays.
+    let running = rustix::process::Pid::from_raw(pid).is_none_or(|pid| {
+        rustix::process::test_kill_process(pid).err() != Some(rustix::io::Errno::SRCH)
+    });
+    if !running {
+        glick_tree::remove(path);
+    }
+}
+
+/// The kinds of private directory [`crate::launch`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Private {
+    Mount,
+    Tree,
+}
+
+/// `mnt-<pid>-<digits>` or `tree-<pid>-<digits>`, the names [`crate::launch`] gives its
+/// private directories: the kind and the PID.
+fn private_name(name: &std::ffi::OsStr) -> Option<(Private, i32)> {
+    let name = name.to_str()?;
+    let (kind, rest) = if let Some(rest) = name.strip_prefix("mnt-") {
+        (Private::Mount, rest)
+    } else {
+        (Private::Tree, name.strip_prefix("tree-")?)
+    };
+    let (pid, tag) = rest.split_once('-')?;
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(tag) {
+        return None;
+    }
+    Some((kind, pid.parse().ok()?))
 }
 
 /// The extract rung's helper: wait for the app to be gone, then remove the
 /// extracted tree. Never returns.
-pub(crate) fn remove_when_done(keepalive: OwnedFd, alive: OwnedFd, dir: &Path) -> ! {
-    become_daemon(&[keepalive.as_fd().as_raw_fd(), alive.as_raw_fd()]);
+///
+/// `lock` is the tree's lock ([`sweep_leftovers`]), released once the tree is gone; the
+/// sweep of other helpers' leftovers comes after the launcher has been told.
+pub(crate) fn remove_when_done(keepalive: OwnedFd, alive: OwnedFd, lock: OwnedFd, dir: &Path) -> ! {
+    become_daemon(&[
+        keepalive.as_fd().as_raw_fd(),
+        alive.as_raw_fd(),
+        lock.as_raw_fd(),
+    ]);
     let stop = sys::sigterm_fd().ok();
     wait_for_hangup(&keepalive, stop.as_ref());
     glick_tree::remove(dir);
+    drop(lock);
     drop(alive);
+    sweep_leftovers(dir, None);
     sys::exit_now(0)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_mountpoint_name;
+    use super::{Private, private_name};
     use std::ffi::OsStr;
 
     #[test]
-    fn only_launch_mountpoint_names_are_swept() {
-        for name in ["mnt-1-0", "mnt-4242-001234"] {
-            assert!(is_mountpoint_name(OsStr::new(name)), "{name}");
+    fn only_launch_directory_names_are_swept() {
+        for (name, kind, pid) in [
+            ("mnt-1-0", Private::Mount, 1),
+            ("mnt-4242-001234", Private::Mount, 4242),
+            ("tree-77-000001", Private::Tree, 77),
+        ] {
+            assert_eq!(private_name(OsStr::new(name)), Some((kind, pid)), "{name}");
         }
         for name in [
             "mnt-",
@@ -243,10 +310,14 @@ mod tests {
             "mnt--1",
             "mnt-1-2-3",
             "mnt-a-1",
+            "tree-1",
+            "tree-1-2-3",
+            "tree-99999999999-1",
             "extract-1-2",
             "xmnt-1-2",
+            "xtree-1-2",
         ] {
-            assert!(!is_mountpoint_name(OsStr::new(name)), "{name}");
+            assert_eq!(private_name(OsStr::new(name)), None, "{name}");
         }
     }
 }
