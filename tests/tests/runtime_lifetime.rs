@@ -285,30 +285,68 @@ fn a_copy_left_by_a_killed_extract_helper_is_swept_by_the_next_helper() -> Resul
 }
 
 #[test]
-fn a_copy_still_in_use_is_not_swept() -> Result<()> {
-    // `start` exits at once (the PID in the copy's name is gone) while its child goes on
-    // using the copy: the helper, still waiting for that child, holds the copy's lock.
+fn an_empty_mountpoint_left_by_a_killed_userns_helper_is_swept() -> Result<()> {
+    let fx = Fixture::script(
+        "if [ \"$1\" = wait ]; then exec sleep 30; fi\ncat \"$GLICKROOT/data.txt\"\n",
+    )?;
+    // The mount lived in the app's namespace and went with it; its directory stays.
+    kill_the_helper_then_the_app(&fx, fx.command().env("GLICK_MOUNT", "userns").arg("wait"))?;
+    assert!(runtime::glick_mounts(&fx.runtime())?.is_empty());
+    let left = runtime::leftovers(&fx.runtime());
+    assert!(
+        matches!(&left[..], [dir] if dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("mnt-"))),
+        "the mountpoint stays until swept: {left:?}"
+    );
+    let out = fx.command().output()?;
+    assert_eq!(
+        text(&out.stdout),
+        "hello from the image\n",
+        "{}",
+        text(&out.stderr)
+    );
+    fx.assert_clean()
+}
+
+#[test]
+fn a_directory_still_in_use_is_not_swept() -> Result<()> {
+    // `start` exits at once (the PID in the directory's name is gone) while its child goes
+    // on using the copy, or the mount that only its user namespace sees: the helper, still
+    // waiting for that child, holds the directory's lock.
     let fx = Fixture::script(
         "if [ \"$1\" = late ]; then\n\
          (sleep 1; cat \"$GLICK_DIR/sub/deeper/file\" > \"$2.tmp\" && mv \"$2.tmp\" \"$2\") </dev/null >/dev/null 2>&1 &\n\
          exit 0\nfi\ncat \"$GLICKROOT/data.txt\"\n",
     )?;
-    let late = fx.tmp.path().join("late-output");
-    let status = fx
-        .command()
-        .env("GLICK_MOUNT", "extract")
-        .arg("late")
-        .arg(&late)
-        .status()?;
-    assert!(status.success());
-    // Launches of both kinds finish meanwhile, each helper sweeping on its way out.
-    for next in ["extract", "fuse"] {
-        let out = fx.command().env("GLICK_MOUNT", next).output()?;
-        assert_eq!(text(&out.stdout), "hello from the image\n", "{next}");
+    for rung in ["extract", "userns"] {
+        let late = fx.tmp.path().join(format!("late-output-{rung}"));
+        let status = fx
+            .command()
+            .env("GLICK_MOUNT", rung)
+            .arg("late")
+            .arg(&late)
+            .status()?;
+        assert!(status.success());
+        // Launches of both kinds finish meanwhile, each helper sweeping on its way out.
+        for next in ["extract", "fuse"] {
+            let out = fx.command().env("GLICK_MOUNT", next).output()?;
+            assert_eq!(
+                text(&out.stdout),
+                "hello from the image\n",
+                "{rung}, {next}"
+            );
+        }
+        ensure!(
+            !late.exists(),
+            "{rung}: the child read before the sweeps were done"
+        );
+        assert_eq!(
+            wait_for_file(&late, Duration::from_secs(10))?,
+            "deep\n",
+            "{rung}"
+        );
+        fx.assert_clean()?;
     }
-    ensure!(!late.exists(), "the child read before the sweeps were done");
-    assert_eq!(wait_for_file(&late, Duration::from_secs(10))?, "deep\n");
-    fx.assert_clean()
+    Ok(())
 }
 
 #[test]

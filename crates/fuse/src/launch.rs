@@ -389,6 +389,19 @@ pub fn open_root(image: Image, options: &Options) -> Result<Root, Error> {
     let mut failures = Vec::new();
     if !fuse_rungs.is_empty() {
         let mountpoint = private_dir("mnt")?;
+        // Locked before it is mounted on (the lock is on the directory underneath, which
+        // a user namespace's mount leaves alone) and held by the helper until it has
+        // removed the directory: see server::sweep_leftovers.
+        let lock = match lock_dir(&mountpoint) {
+            Ok(lock) => lock,
+            Err(source) => {
+                let _ = std::fs::remove_dir(&mountpoint);
+                return Err(Error::Dir {
+                    path: mountpoint,
+                    source,
+                });
+            }
+        };
         for &name in fuse_rungs {
             let attempt = match name {
                 "direct" => mount::mount_direct(&mountpoint).map(|fd| (fd, Rung::Direct, None)),
@@ -415,6 +428,7 @@ pub fn open_root(image: Image, options: &Options) -> Result<Root, Error> {
                         fuse,
                         rung,
                         mountpoint,
+                        lock,
                         exiting,
                     };
                     return start_server(fs, mounted, image_fd, preload);
@@ -435,12 +449,14 @@ pub fn open_root(image: Image, options: &Options) -> Result<Root, Error> {
     Err(Error::NoMount(failures))
 }
 
-/// A FUSE rung's result: the connection, how it was mounted and where, and the
-/// `fusermount3` still exiting (if that rung did it), reaped once the helper is forked.
+/// A FUSE rung's result: the connection, how it was mounted and where, the mountpoint's
+/// lock, and the `fusermount3` still exiting (if that rung did it), reaped once the helper
+/// is forked.
 struct Mounted {
     fuse: OwnedFd,
     rung: Rung,
     mountpoint: PathBuf,
+    lock: OwnedFd,
     exiting: Option<mount::Exiting>,
 }
 
@@ -454,6 +470,7 @@ fn start_server(
         fuse,
         rung,
         mountpoint,
+        lock,
         exiting,
     } = mounted;
     let abandon = |error: Error| {
@@ -481,6 +498,7 @@ fn start_server(
         mountpoint: mountpoint.clone(),
         rung: rung.clone(),
         image_fd,
+        lock,
         preload,
     };
     // The helper closes every descriptor it does not serve with, our ends of the pipes

@@ -99,6 +99,8 @@ pub(crate) struct ServerParts<R: ReadAt + 'static> {
     pub(crate) mountpoint: PathBuf,
     pub(crate) rung: Rung,
     pub(crate) image_fd: RawFd,
+    /// The mountpoint's lock ([`sweep_leftovers`]), held until the directory is gone.
+    pub(crate) lock: OwnedFd,
     pub(crate) preload: Option<Preload<R>>,
 }
 
@@ -112,9 +114,16 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
         mountpoint,
         rung,
         image_fd,
+        lock,
         preload,
     } = parts;
-    become_daemon(&[fuse_fd, keepalive.as_raw_fd(), alive.as_raw_fd(), image_fd]);
+    become_daemon(&[
+        fuse_fd,
+        keepalive.as_raw_fd(),
+        alive.as_raw_fd(),
+        image_fd,
+        lock.as_raw_fd(),
+    ]);
     // Before any thread starts, so that all of them have SIGTERM blocked.
     let stop = sys::sigterm_fd().ok();
     let watched = mountpoint.clone();
@@ -130,6 +139,7 @@ pub(crate) fn serve<R: ReadAt + 'static>(parts: ServerParts<R>) -> ! {
             wait_for_hangup(&keepalive, stop.as_ref());
             sweep_leftovers_for_a_while(&watched, &rung);
             take_down(&watched, &rung);
+            drop(lock);
         });
     if watcher.is_err() {
         sys::exit_now(1);
@@ -182,9 +192,11 @@ fn sweep_leftovers_for_a_while(ours: &Path, rung: &Rung) {
 /// - with `rung` (a FUSE helper, which knows how to unmount), each `mnt-PID-TAG` directory
 ///   whose file system answers `statfs` with `ENOTCONN`: its server is gone, and the app
 ///   that used it kept it mounted until it exited;
-/// - each `tree-PID-TAG` copy whose lock nobody holds (its helper keeps it until it has
-///   removed the copy) and whose launcher, PID in the name, is not running (it creates the
-///   directory before it locks it).
+/// - each `mnt-PID-TAG` directory that is not a mountpoint here (a user namespace's mount
+///   is only seen inside it, and goes with it) and each `tree-PID-TAG` copy, if it is
+///   abandoned: nobody holds the lock its launcher took (the helper keeps it until it has
+///   removed the directory) and that launcher, PID in the name, is not running (it creates
+///   the directory before it locks it). An abandoned mountpoint is only ever `rmdir`ed.
 fn sweep_leftovers(ours: &Path, rung: Option<&Rung>) {
     let Some(base) = ours.parent() else {
         return;
@@ -193,6 +205,9 @@ fn sweep_leftovers(ours: &Path, rung: Option<&Rung>) {
         return;
     };
     let me = rustix::process::geteuid().as_raw();
+    let Ok(here) = std::fs::symlink_metadata(base).map(|m| m.dev()) else {
+        return;
+    };
     for entry in entries.take(SWEEP_MAX).flatten() {
         let path = entry.path();
         if path == ours {
@@ -209,21 +224,24 @@ fn sweep_leftovers(ours: &Path, rung: Option<&Rung>) {
         {
             continue;
         }
+        let unmounted = metadata.as_ref().is_ok_and(|m| m.dev() == here);
         match (kind, rung) {
             (Private::Mount, Some(rung))
                 if rustix::fs::statfs(&path).err() == Some(rustix::io::Errno::NOTCONN) =>
             {
                 take_down(&path, rung);
             }
-            (Private::Tree, _) if metadata.is_ok() => remove_if_abandoned(&path, pid),
+            (Private::Mount, _) if unmounted => remove_if_abandoned(&path, pid, kind),
+            (Private::Tree, _) if metadata.is_ok() => remove_if_abandoned(&path, pid, kind),
             _ => {}
         }
     }
 }
 
-/// Remove the extracted copy at `path` if its helper is gone and its launcher `pid` is not
-/// running: see [`sweep_leftovers`].
-fn remove_if_abandoned(path: &Path, pid: i32) {
+/// Remove the private directory at `path` if its helper is gone and its launcher `pid` is
+/// not running: see [`sweep_leftovers`]. A copy goes with everything in it, a mountpoint
+/// only if empty.
+fn remove_if_abandoned(path: &Path, pid: i32, kind: Private) {
     use rustix::fs::{FlockOperation, Mode, OFlags};
     let Ok(dir) = rustix::fs::open(
         path,
@@ -240,8 +258,14 @@ fn remove_if_abandoned(path: &Path, pid: i32) {
     let running = rustix::process::Pid::from_raw(pid).is_none_or(|pid| {
         rustix::process::test_kill_process(pid).err() != Some(rustix::io::Errno::SRCH)
     });
-    if !running {
-        glick_tree::remove(path);
+    if running {
+        return;
+    }
+    match kind {
+        Private::Tree => glick_tree::remove(path),
+        Private::Mount => {
+            let _ = std::fs::remove_dir(path);
+        }
     }
 }
 
