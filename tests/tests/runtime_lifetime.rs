@@ -211,25 +211,42 @@ fn sigkill_of_the_app_leaves_nothing() -> Result<()> {
     fx.assert_clean()
 }
 
+/// `start` for the tests of killed helpers: `wait` keeps the app running, else it greets.
+const WAIT_OR_GREET: &str =
+    "if [ \"$1\" = wait ]; then exec sleep 30; fi\ncat \"$GLICKROOT/data.txt\"\n";
+
 #[test]
 fn a_dead_mount_left_by_a_killed_helper_is_swept_by_the_next_launch() -> Result<()> {
-    let fx = Fixture::script(
-        "if [ \"$1\" = wait ]; then exec sleep 30; fi\ncat \"$GLICKROOT/data.txt\"\n",
-    )?;
+    let fx = Fixture::script(WAIT_OR_GREET)?;
     // The helper killed outright while its app runs: the app keeps a dead mount (its reads
     // fail) and, killed in turn, leaves it behind with nobody to take it away.
     kill_the_helper_then_the_app(&fx, fx.command().arg("wait"))?;
     let dead = runtime::glick_mounts(&fx.runtime())?;
     assert_eq!(dead.len(), 1, "the dead mount stays until swept: {dead:?}");
     // The next launch's helper finds it (statfs: ENOTCONN) and takes it away.
-    let out = fx.command().output()?;
-    assert_eq!(
-        text(&out.stdout),
-        "hello from the image\n",
-        "{}",
-        text(&out.stderr)
-    );
-    fx.assert_clean()
+    next_launch_sweeps(&fx, None)
+}
+
+#[test]
+fn a_copy_left_by_a_killed_extract_helper_is_swept_by_the_next_helper() -> Result<()> {
+    let fx = Fixture::script(WAIT_OR_GREET)?;
+    // Whichever helper finishes next does it: a FUSE server's, then an extract rung's.
+    for next in ["fuse", "extract"] {
+        kill_the_helper_then_the_app(&fx, fx.command().env("GLICK_MOUNT", "extract").arg("wait"))?;
+        assert_one_left(&fx, "tree-")?;
+        next_launch_sweeps(&fx, Some(next))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn an_empty_mountpoint_left_by_a_killed_userns_helper_is_swept() -> Result<()> {
+    let fx = Fixture::script(WAIT_OR_GREET)?;
+    // The mount lived in the app's namespace and went with it; its directory stays.
+    kill_the_helper_then_the_app(&fx, fx.command().env("GLICK_MOUNT", "userns").arg("wait"))?;
+    assert!(runtime::glick_mounts(&fx.runtime())?.is_empty());
+    assert_one_left(&fx, "mnt-")?;
+    next_launch_sweeps(&fx, None)
 }
 
 /// Start `app`, find its helper, `SIGKILL` it, then kill the app.
@@ -259,49 +276,28 @@ fn kill_the_helper_then_the_app(fx: &Fixture, app: &mut Command) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_copy_left_by_a_killed_extract_helper_is_swept_by_the_next_helper() -> Result<()> {
-    let fx = Fixture::script(
-        "if [ \"$1\" = wait ]; then exec sleep 30; fi\ncat \"$GLICKROOT/data.txt\"\n",
-    )?;
-    // Whichever helper finishes next does it: a FUSE server's, then an extract rung's.
-    for next in ["fuse", "extract"] {
-        kill_the_helper_then_the_app(&fx, fx.command().env("GLICK_MOUNT", "extract").arg("wait"))?;
-        let left = runtime::leftovers(&fx.runtime());
-        assert!(
-            matches!(&left[..], [tree] if tree.file_name().is_some_and(|n| n.to_string_lossy().starts_with("tree-"))),
-            "the copy stays until swept: {left:?}"
-        );
-        let out = fx.command().env("GLICK_MOUNT", next).output()?;
-        assert_eq!(
-            text(&out.stdout),
-            "hello from the image\n",
-            "{next}: {}",
-            text(&out.stderr)
-        );
-        fx.assert_clean()?;
-    }
+/// The runtime directory holds one entry, named `prefix...`: what a killed helper left.
+fn assert_one_left(fx: &Fixture, prefix: &str) -> Result<()> {
+    let left = runtime::leftovers(&fx.runtime());
+    ensure!(
+        matches!(&left[..], [dir] if dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix))),
+        "expected one {prefix}* left until swept: {left:?}"
+    );
     Ok(())
 }
 
-#[test]
-fn an_empty_mountpoint_left_by_a_killed_userns_helper_is_swept() -> Result<()> {
-    let fx = Fixture::script(
-        "if [ \"$1\" = wait ]; then exec sleep 30; fi\ncat \"$GLICKROOT/data.txt\"\n",
-    )?;
-    // The mount lived in the app's namespace and went with it; its directory stays.
-    kill_the_helper_then_the_app(&fx, fx.command().env("GLICK_MOUNT", "userns").arg("wait"))?;
-    assert!(runtime::glick_mounts(&fx.runtime())?.is_empty());
-    let left = runtime::leftovers(&fx.runtime());
-    assert!(
-        matches!(&left[..], [dir] if dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("mnt-"))),
-        "the mountpoint stays until swept: {left:?}"
-    );
-    let out = fx.command().output()?;
+/// A launch (forced to `rung`, or by the usual chain) greets, and afterwards nothing is
+/// left: its helper swept what the killed one left.
+fn next_launch_sweeps(fx: &Fixture, rung: Option<&str>) -> Result<()> {
+    let mut next = fx.command();
+    if let Some(rung) = rung {
+        next.env("GLICK_MOUNT", rung);
+    }
+    let out = next.output()?;
     assert_eq!(
         text(&out.stdout),
         "hello from the image\n",
-        "{}",
+        "{rung:?}: {}",
         text(&out.stderr)
     );
     fx.assert_clean()
