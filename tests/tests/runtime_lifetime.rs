@@ -249,6 +249,56 @@ fn an_empty_mountpoint_left_by_a_killed_userns_helper_is_swept() -> Result<()> {
     next_launch_sweeps(&fx, None)
 }
 
+#[test]
+fn a_shared_tmpdir_is_swept_of_empty_mountpoints_only() -> Result<()> {
+    // Without XDG_RUNTIME_DIR the private directories go straight into $TMPDIR, where a
+    // directory of the user's own may have a copy's name: it must survive the sweep.
+    let fx = Fixture::script(WAIT_OR_GREET)?;
+    let shared = fx.tmp.path().join("shared-tmp");
+    std::fs::create_dir(&shared)?;
+    let gone = Command::new("true").spawn()?;
+    let dead = gone.id();
+    let mut gone = gone;
+    gone.wait()?;
+    let lookalike = shared.join(format!("tree-{dead}-123456"));
+    std::fs::create_dir(&lookalike)?;
+    std::fs::write(lookalike.join("precious.txt"), "mine\n")?;
+    let empty = shared.join(format!("mnt-{dead}-123456"));
+    std::fs::create_dir(&empty)?;
+    let out = fx
+        .command()
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("TMPDIR", &shared)
+        .output()?;
+    assert_eq!(
+        text(&out.stdout),
+        "hello from the image\n",
+        "{}",
+        text(&out.stderr)
+    );
+    // Once the helper has finished (and swept), exactly the user's own directory is left.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !runtime::processes_of(&fx.bundle).is_empty() {
+        ensure!(Instant::now() < deadline, "the helper did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(runtime::glick_mounts(&shared)?.is_empty());
+    let left = runtime::leftovers(&shared);
+    ensure!(
+        left == [lookalike.clone()],
+        "left in the shared directory: {left:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(lookalike.join("precious.txt"))?,
+        "mine\n"
+    );
+    ensure!(
+        !empty.exists(),
+        "the abandoned empty mountpoint was not swept"
+    );
+    Ok(())
+}
+
 /// Start `app`, find its helper, `SIGKILL` it, then kill the app.
 fn kill_the_helper_then_the_app(fx: &Fixture, app: &mut Command) -> Result<()> {
     let mut app = app.spawn()?;

@@ -335,7 +335,7 @@ fn runtime_base() -> PathBuf {
     PathBuf::from("/tmp")
 }
 
-/// A fresh 0700 directory named `glick-PID-N` under the runtime base.
+/// A fresh 0700 directory named `KIND-PID-TAG` (TAG six digits) under the runtime base.
 fn private_dir(kind: &str) -> Result<PathBuf, Error> {
     let base = runtime_base();
     let base = base.canonicalize().unwrap_or(base);

@@ -196,7 +196,10 @@ fn sweep_leftovers_for_a_while(ours: &Path, rung: &Rung) {
 ///   is only seen inside it, and goes with it) and each `tree-PID-TAG` copy, if it is
 ///   abandoned: nobody holds the lock its launcher took (the helper keeps it until it has
 ///   removed the directory) and that launcher, PID in the name, is not running (it creates
-///   the directory before it locks it). An abandoned mountpoint is only ever `rmdir`ed.
+///   the directory before it locks it). An abandoned mountpoint is only ever `rmdir`ed; a
+///   copy, which goes with all it holds, only in glick's own directory
+///   (`$XDG_RUNTIME_DIR/glick`), never in a shared `/tmp` or `$TMPDIR`, where a directory
+///   of the user's own could have a name of that shape.
 fn sweep_leftovers(ours: &Path, rung: Option<&Rung>) {
     let Some(base) = ours.parent() else {
         return;
@@ -205,9 +208,13 @@ fn sweep_leftovers(ours: &Path, rung: Option<&Rung>) {
         return;
     };
     let me = rustix::process::geteuid().as_raw();
-    let Ok(here) = std::fs::symlink_metadata(base).map(|m| m.dev()) else {
+    let Ok(base_metadata) = std::fs::symlink_metadata(base) else {
         return;
     };
+    let here = base_metadata.dev();
+    let own_base = base.file_name() == Some(std::ffi::OsStr::new("glick"))
+        && base_metadata.uid() == me
+        && base_metadata.mode() & 0o777 == 0o700;
     for entry in entries.take(SWEEP_MAX).flatten() {
         let path = entry.path();
         if path == ours {
@@ -232,7 +239,9 @@ fn sweep_leftovers(ours: &Path, rung: Option<&Rung>) {
                 take_down(&path, rung);
             }
             (Private::Mount, _) if unmounted => remove_if_abandoned(&path, pid, kind),
-            (Private::Tree, _) if metadata.is_ok() => remove_if_abandoned(&path, pid, kind),
+            (Private::Tree, _) if own_base && metadata.is_ok() => {
+                remove_if_abandoned(&path, pid, kind);
+            }
             _ => {}
         }
     }
@@ -276,8 +285,8 @@ enum Private {
     Tree,
 }
 
-/// `mnt-<pid>-<digits>` or `tree-<pid>-<digits>`, the names [`crate::launch`] gives its
-/// private directories: the kind and the PID.
+/// `mnt-<pid>-<6 digits>` or `tree-<pid>-<6 digits>`, the names [`crate::launch`] gives
+/// its private directories: the kind and the PID.
 fn private_name(name: &std::ffi::OsStr) -> Option<(Private, i32)> {
     let name = name.to_str()?;
     let (kind, rest) = if let Some(rest) = name.strip_prefix("mnt-") {
@@ -287,7 +296,7 @@ fn private_name(name: &std::ffi::OsStr) -> Option<(Private, i32)> {
     };
     let (pid, tag) = rest.split_once('-')?;
     let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    if !digits(pid) || !digits(tag) {
+    if !digits(pid) || tag.len() != 6 || !digits(tag) {
         return None;
     }
     Some((kind, pid.parse().ok()?))
@@ -321,7 +330,7 @@ mod tests {
     #[test]
     fn only_launch_directory_names_are_swept() {
         for (name, kind, pid) in [
-            ("mnt-1-0", Private::Mount, 1),
+            ("mnt-1-000000", Private::Mount, 1),
             ("mnt-4242-001234", Private::Mount, 4242),
             ("tree-77-000001", Private::Tree, 77),
         ] {
@@ -333,6 +342,8 @@ mod tests {
             "mnt-1-",
             "mnt--1",
             "mnt-1-2-3",
+            "mnt-1-0",
+            "mnt-1-1234567",
             "mnt-a-1",
             "tree-1",
             "tree-1-2-3",
