@@ -263,7 +263,7 @@ fn remove_if_abandoned(path: &Path, pid: i32, kind: Private) {
         return;
     }
     // Held meanwhile: a launcher that has just made the directory waits for it, and is
-    // running, so the copy stays.
+    // running, so the directory stays.
     let running = rustix::process::Pid::from_raw(pid).is_none_or(|pid| {
         rustix::process::test_kill_process(pid).err() != Some(rustix::io::Errno::SRCH)
     });
