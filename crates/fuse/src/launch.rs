@@ -392,7 +392,7 @@ pub fn open_root(image: Image, options: &Options) -> Result<Root, Error> {
         // Locked before it is mounted on (the lock is on the directory underneath, which
         // a user namespace's mount leaves alone) and held by the helper until it has
         // removed the directory: see server::sweep_leftovers.
-        let lock = match lock_dir(&mountpoint) {
+        let lock = match sys::lock_dir(&mountpoint, true) {
             Ok(lock) => lock,
             Err(source) => {
                 let _ = std::fs::remove_dir(&mountpoint);
@@ -534,7 +534,7 @@ fn start_server(
 fn extracted_root(fs: &ImageFs<ImageSource>, dir: PathBuf) -> Result<Root, Error> {
     // Locked before anything is written into it, and held by the helper until it has
     // removed the tree: another helper's sweep then leaves it alone (server::sweep_leftovers).
-    let lock = match lock_dir(&dir) {
+    let lock = match sys::lock_dir(&dir, true) {
         Ok(lock) => lock,
         Err(source) => {
             glick_tree::remove(&dir);
@@ -578,18 +578,6 @@ fn extracted_root(fs: &ImageFs<ImageSource>, dir: PathBuf) -> Result<Root, Error
         helper: alive_r,
         installed: false,
     })
-}
-
-/// `dir` opened and locked (`flock`, exclusive): the mark of a private directory in use.
-/// Waits for a sweep that holds the lock while it checks whether this process is running.
-fn lock_dir(dir: &Path) -> io::Result<OwnedFd> {
-    let fd = rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        FsMode::empty(),
-    )?;
-    rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)?;
-    Ok(fd)
 }
 
 /// The inode-number and owner facts a caller may want to print: the image

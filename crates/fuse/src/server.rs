@@ -251,17 +251,9 @@ fn sweep_leftovers(ours: &Path, rung: Option<&Rung>) {
 /// not running: see [`sweep_leftovers`]. A copy goes with everything in it, a mountpoint
 /// only if empty.
 fn remove_if_abandoned(path: &Path, pid: i32, kind: Private) {
-    use rustix::fs::{FlockOperation, Mode, OFlags};
-    let Ok(dir) = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
+    let Ok(_lock) = sys::lock_dir(path, false) else {
         return;
     };
-    if rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive).is_err() {
-        return;
-    }
     // Held meanwhile: a launcher that has just made the directory waits for it, and is
     // running, so the directory stays.
     let running = rustix::process::Pid::from_raw(pid).is_none_or(|pid| {

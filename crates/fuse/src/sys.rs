@@ -252,6 +252,26 @@ pub(crate) fn grow_populated(buf: &mut Vec<u8>, len: usize) {
     buf.resize(len, 0);
 }
 
+/// The directory `dir` (not a symlink) opened and locked with an exclusive `flock`: the mark
+/// of a private directory in use, held by whoever keeps the descriptor (and its copies).
+/// `wait`: block until the lock is free (a launcher, whose directory a sweep may be looking
+/// at for a moment); otherwise fail at once with `EWOULDBLOCK` if someone holds it.
+pub(crate) fn lock_dir(dir: &std::path::Path, wait: bool) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let how = if wait {
+        FlockOperation::LockExclusive
+    } else {
+        FlockOperation::NonBlockingLockExclusive
+    };
+    rustix::fs::flock(&fd, how)?;
+    Ok(fd)
+}
+
 /// Leave the process at once, without running destructors or atexit
 /// handlers that belong to the parent's copy of the state.
 pub(crate) fn exit_now(code: i32) -> ! {
