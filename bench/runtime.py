@@ -22,6 +22,7 @@ Measures (medians of many runs), and marks the issue's targets met / not met:
 """
 
 import argparse
+import contextlib
 import inspect
 import mmap
 import os
@@ -119,6 +120,17 @@ def bundle(src, out):
         start.write_text("#!/bin/sh\nexit 0\n")
         start.chmod(0o755)
     sh(MKGLICK, "--runtime", STUB, out, src, stdout=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def loop_mounted(bundle_path, offset, mnt):
+    """The bundle's image mounted read-only on `mnt` by the kernel's ext2, through a loop
+    device at `offset` (`--glick-offset`), until the context ends."""
+    sh("mount", "-o", f"loop,ro,offset={offset}", bundle_path, mnt)
+    try:
+        yield mnt
+    finally:
+        sh("umount", mnt)
 
 
 class Mounted:
@@ -311,11 +323,8 @@ def sequential_read(work, runs):
     off = subprocess.run([b, "--glick-offset"], capture_output=True, text=True).stdout.strip()
     mnt = work / "mnt"
     mnt.mkdir(exist_ok=True)
-    sh("mount", "-o", f"loop,ro,offset={off}", b, mnt)
-    try:
+    with loop_mounted(b, off, mnt):
         rates["kernel ext2 (loop)"] = measure("loop", mnt / "big")
-    finally:
-        sh("umount", mnt)
     sh("fuse2fs", "-o", "ro", img, mnt, stdout=subprocess.DEVNULL)
     try:
         rates["fuse2fs -o ro"] = measure("fuse2fs", mnt / "big")
@@ -369,14 +378,11 @@ def many_files(work, runs):
             return time.perf_counter() - t
 
     def fresh_loop():
-        sh("mount", "-o", f"loop,ro,offset={off}", b, mnt)
-        try:
+        with loop_mounted(b, off, mnt):
             sh("sh", "-c", "echo 2 > /proc/sys/vm/drop_caches")
             t = time.perf_counter()
             walk(mnt)
             return time.perf_counter() - t
-        finally:
-            sh("umount", mnt)
 
     img = work / "files.img"
     if not img.exists():
@@ -410,12 +416,9 @@ def many_files(work, runs):
     with Mounted(b) as d:
         walk(d)
         g_warm = median_time(lambda: walk(d), runs)
-    sh("mount", "-o", f"loop,ro,offset={off}", b, mnt)
-    try:
+    with loop_mounted(b, off, mnt):
         walk(mnt)
         k_warm = median_time(lambda: walk(mnt), runs)
-    finally:
-        sh("umount", mnt)
     walk(tree)
     n_warm = median_time(lambda: walk(tree), runs)
     report("find+du 20,000 files, fresh mount: glick (s)", g_fresh, "s")
@@ -482,13 +485,10 @@ def cpython(work, runs):
     mnt.mkdir(exist_ok=True)
 
     def fresh_loop():
-        sh("mount", "-o", f"loop,ro,offset={off}", b, mnt)
-        try:
+        with loop_mounted(b, off, mnt):
             t = time.perf_counter()
             subprocess.run([mnt / "start", *args], env=env)
             return time.perf_counter() - t
-        finally:
-            sh("umount", mnt)
 
     plain, glick, loop = interleaved_medians(
         [lambda: subprocess.run([app / "start", *args], env=env),
